@@ -1,0 +1,124 @@
+"""Typed configuration: what a run is made of.
+
+A RunSpec is everything needed to reproduce a run: where the data came from, how modalities are
+laid out, the model and the training settings. It is stored in full in the run's manifest.json.
+Field names are part of the contract with the CLI, the app and saved manifests: add fields with
+defaults, never rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Modality names end up in latent names "<modality>:<k>", file names and HTML: keep them tame.
+MODALITY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,63}$")
+
+
+def latent_name(modality: str, k: int) -> str:
+    """Name of latent k (1-based) of a modality, as used in every output file."""
+    return f"{modality}:{k}"
+
+
+def parse_latent_name(name: str) -> tuple[str, int]:
+    modality, _, k = name.rpartition(":")
+    return modality, int(k)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModalitySpec(_Strict):
+    """One modality: a block of observed columns with its own latents and nuisance."""
+
+    name: str
+    latents: int = Field(2, ge=1, le=64, description="k_m, latent causal variables of this modality")
+    nuisance: int = Field(1, ge=0, le=64, description="dimension of the modality-specific nuisance eta")
+    columns: list[str] = Field(default_factory=list, description="observed (preprocessed) columns")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not MODALITY_NAME_PATTERN.match(value):
+            raise ValueError(
+                f"modality name {value!r} must start with a letter or digit and use only letters, digits, "
+                "space, '_', '-' or '.' (at most 64 characters)"
+            )
+        return value
+
+
+class ModelConfig(_Strict):
+    """The estimator of METHOD.md section 3 (with our decisions of section 3b)."""
+
+    hidden: int = Field(128, ge=4, description="width of encoder / decoder MLPs")
+    depth: int = Field(3, ge=1, le=8, description="hidden layers of encoder / decoder MLPs")
+    flow_hidden: int = Field(16, ge=2, description="width of each latent's conditioner in the causal flow")
+    recon_variance: float = Field(0.3, gt=0, description="Gaussian variance per standardised column")
+    a_rec: float = Field(1.0, ge=0, description="weight of the reconstruction term")
+    a_ind: float = Field(1.0, ge=0, description="weight of the KL (independence) term")
+    a_sp: float = Field(0.01, ge=0, description="weight of the group lasso on cross-modal edges")
+    causal_order: list[str] | None = Field(
+        None, description="modality tiers, earliest first; None: the order the modalities are listed"
+    )
+    order_free: bool = Field(False, description="no modality order; acyclicity penalty instead")
+    edge_rule: float = Field(
+        0.25, gt=0, le=1, description="keep a cross-modal edge whose strength exceeds this x the strongest"
+    )
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(2e-3, gt=0)
+    lr_step: int = Field(100, ge=1, description="StepLR step (epochs)")
+    lr_gamma: float = Field(0.5, gt=0, le=1)
+    patience: int = Field(20, ge=1, description="early stopping on validation loss")
+    val_fraction: float = Field(0.2, gt=0, lt=0.9)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch threads; None: cores / concurrent runs")
+    missing: Literal["mask", "complete"] = Field(
+        "mask", description="mask missing cells and modalities out of the loss, or keep complete cases"
+    )
+
+
+class DataSource(_Strict):
+    """Where one modality's table came from."""
+
+    modality: str
+    path: str
+    sha256: str | None = None
+    sheet: str | None = None
+
+
+class RunSpec(_Strict):
+    run_id: str | None = None
+    name: str | None = None
+    dataset_id: str | None = None
+    group_id: str | None = None
+    id_column: str | None = None
+    sources: list[DataSource] = Field(default_factory=list)
+    modalities: list[ModalitySpec]
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def modality_order(self) -> list[str]:
+        names = [m.name for m in self.modalities]
+        order = self.model.causal_order or names
+        missing = [n for n in names if n not in order]
+        return [n for n in order if n in names] + missing
+
+    def latent_names(self) -> list[str]:
+        """All latents in causal-layer order (modality order, then k)."""
+        by_name = {m.name: m for m in self.modalities}
+        return [latent_name(m, k + 1) for m in self.modality_order() for k in range(by_name[m].latents)]
+
+    def config_hash(self) -> str:
+        """Hash of what determines the result (data sources, modalities, model, training)."""
+        payload = self.model_dump(exclude={"run_id", "name", "group_id"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
