@@ -69,6 +69,14 @@ class ModelConfig(_Strict):
     edge_rule: float = Field(
         0.25, gt=0, le=1, description="keep a cross-modal edge whose strength exceeds this x the strongest"
     )
+    encoder: str = Field("mlp", description="encoder kind (mmcrl_core.model.ENCODERS)")
+    flow_l2: float = Field(
+        1e-3, ge=0, description="L2 on the conditioners' output layers (stops the edge-strength gauge escape)"
+    )
+    refit_steps: int = Field(600, ge=0, description="Adam steps of the read-out flow refit on the latents")
+    refit_penalty: float = Field(
+        0.01, ge=0, description="group lasso on every allowed edge during the read-out refit"
+    )
 
 
 class TrainConfig(_Strict):
@@ -80,6 +88,9 @@ class TrainConfig(_Strict):
     patience: int = Field(20, ge=1, description="early stopping on validation loss")
     val_fraction: float = Field(0.2, gt=0, lt=0.9)
     seed: int = 0
+    split_seed: int | None = Field(
+        None, description="seed of the train/validation split; None: seed (fit_seeds keeps one split)"
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch threads; None: cores / concurrent runs")
     missing: Literal["mask", "complete"] = Field(

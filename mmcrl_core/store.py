@@ -68,6 +68,27 @@ CREATE TABLE IF NOT EXISTS run_progress (
 """
 
 
+# Columns added after a table was first created: (table, column, SQL type and default). Applied by
+# `open_connection` with ALTER TABLE when missing, so older workspaces keep working. Add, never remove.
+ADDED_COLUMNS: list[tuple[str, str, str]] = [
+    ("runs", "supervisor_pid", "INTEGER"),  # the `jobs supervise` process watching the training child
+    ("runs", "exit_code", "INTEGER"),  # training process exit status (negative: killed by signal)
+    ("runs", "cancel_requested_at", "TEXT"),  # set by cancel; the run ends as cancelled
+    ("runs", "threads", "INTEGER"),  # torch / OpenMP threads given to the training process
+]
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, sql_type in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -80,6 +101,7 @@ def open_connection(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.executescript(SCHEMA)
+    _add_missing_columns(conn)
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

@@ -1,0 +1,6 @@
+"""Benchmark page (being built)."""
+
+import streamlit as st
+
+st.title("Benchmark")
+st.info("This page is being built; its work is tracked in the project's issues.")

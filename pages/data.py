@@ -1,0 +1,6 @@
+"""Data page (being built)."""
+
+import streamlit as st
+
+st.title("Data")
+st.info("This page is being built; its work is tracked in the project's issues.")

@@ -1,0 +1,6 @@
+"""Causal graph page (being built)."""
+
+import streamlit as st
+
+st.title("Causal graph")
+st.info("This page is being built; its work is tracked in the project's issues.")

@@ -1,0 +1,6 @@
+"""Runs page (being built)."""
+
+import streamlit as st
+
+st.title("Runs")
+st.info("This page is being built; its work is tracked in the project's issues.")
