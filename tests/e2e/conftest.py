@@ -108,10 +108,27 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True, "args": CHROMIUM_ARGS}
 
 
+def warm_up(browser, server: AppServer) -> None:
+    """Open the entry page once so app.py's st.navigation is registered.
+
+    Streamlit treats a pages/ folder next to the entry script as a v1 multipage app until the
+    entry script has run once in the server process; a first visit straight to /data would run
+    pages/data.py without app.py (no sidebar). Users start at the root URL; so do the tests.
+    """
+    page = browser.new_page()
+    try:
+        page.goto(server.url)
+        wait_for_app(page)
+        page.get_by_text("Workflow").wait_for(timeout=30_000)
+    finally:
+        page.close()
+
+
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
+def app_server(tmp_path_factory, browser):
     """A running app on a free loopback port, with its own empty workspace at .home."""
     server = start_app(tmp_path_factory.mktemp("e2e") / "workspace")
+    warm_up(browser, server)
     yield server
     stop_app(server.process)
 
