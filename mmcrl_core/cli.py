@@ -22,6 +22,7 @@ COMMAND_MODULES = {
     "associate": "mmcrl_core.analysis",
     "export": "mmcrl_core.graph",
     "benchmark": "mmcrl_core.benchmark",
+    "sweep": "mmcrl_core.sweeps",
 }
 
 
