@@ -297,10 +297,11 @@ def _sample_latents(s: SimulationSettings, adjacency: np.ndarray, rng: np.random
             else:
                 z[:, i] = eps[:, i]
         return _standardise(z)
-    # Cyclic: z = F(z) + noise with F a contraction (tanh is 1-Lipschitz, and the absolute weights of
-    # each child's parents sum to 0.8 < 1 in the max norm), so the fixed-point iteration converges to the unique
-    # equilibrium of each subject.
-    weights = adjacency * rng.uniform(0.5, 1.5, adjacency.shape) * rng.choice([-1.0, 1.0], adjacency.shape)
+    # Cyclic: z = F(z) + noise with F a contraction (tanh is 1-Lipschitz and the absolute weights of
+    # each child's parents sum to 0.8 < 1, a contraction in the max norm), so the fixed-point
+    # iteration converges to the unique equilibrium of each subject.
+    # positive weights: a feedback loop with opposite signs can cancel the pair's dependence
+    weights = adjacency * rng.uniform(0.5, 1.5, adjacency.shape)
     col_sums = np.abs(weights).sum(0)
     weights = np.where(col_sums > 0, weights / np.maximum(col_sums, 1e-12) * 0.8, 0.0)
     z = eps.copy()
