@@ -32,4 +32,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 benchmark: setup
-	$(PY) -m mmcrl_core benchmark --suite quick --out models/benchmarks/quick
+	$(PY) -m mmcrl_core benchmark --suite quick --save-estimates --out models/benchmarks/quick

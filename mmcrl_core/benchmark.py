@@ -6,6 +6,16 @@ DIR/results.csv (columns RESULT_COLUMNS first) and DIR/results.md (mean +- sd be
 numbers). Everything is seeded and runs on one torch thread, so the app's benchmark page and the
 CLI give the same numbers for the same suite, setting and seed.
 
+A setting is a name of simulate.SETTINGS or a SimulationSettings given by value (the CLI's
+--settings-file). The suite fixes the number of subjects (quick: 5,000, except tiny); `n` / --n
+overrides it for every setting.
+
+Every scored estimate goes to an `on_estimate(ScoredEstimate)` callback, one call per results.csv
+row (the reported "mmcrl" row repeats its selected training seed). With save_estimates /
+--save-estimates the benchmark writes them itself, for the page's plots (layout in
+benchmark_artifacts): DIR/estimates/<setting>/<seed>/truth/ and .../<method>/ (latents.csv,
+adjacency.csv).
+
 Graph columns: `shd` / `cross_f1` score each method's own graph read-out (mmcrl: its learned
 adjacency; baselines: the Lasso read-out on their latents, see `graph_readout`). `*_pc` score PC on
 the method's latents, `cross_f1_lasso` the Lasso read-out, and `cross_f1_all_edges_ref` the trivial
@@ -15,6 +25,8 @@ reference of predicting every allowed cross-modal edge: a read-out is only usefu
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
-from . import metrics
+from . import benchmark_artifacts, metrics
 from .baselines import BASELINES, lasso_readout, pc_readout
 from .errors import UserInputError
 from .paper_results import PAPER_RESULTS, SOURCE
-from .simulate import SETTINGS, SimulatedData, simulate
+from .simulate import SETTINGS, SimulatedData, SimulationSettings, resolve_settings, simulate
 
 RESULT_COLUMNS = ["setting", "method", "seed", "mcc", "mcc_spearman", "r2", "shd", "cross_f1", "seconds"]
 EXTRA_COLUMNS = [
@@ -37,7 +50,27 @@ EXTRA_COLUMNS = [
 ]
 METHODS = ["mmcrl", *BASELINES]
 
+MIN_SUBJECTS = 100  # every method holds out a validation split; fewer subjects leave too little
+# a setting given by value becomes a results.csv value and a folder name: keep it plain
+SETTING_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]{0,40}$")
+
 ProgressFn = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class ScoredEstimate:
+    """One method's estimate on one simulated data set, as it was scored (one results.csv row)."""
+
+    setting: str
+    seed: int
+    method: str  # as in results.csv: "pca", "mmcrl" (the selected training seed), "mmcrl#2", ...
+    latents: pd.DataFrame  # subjects x the method's latents "<modality>:<k>"
+    adjacency: pd.DataFrame  # the graph behind shd / cross_f1: learned, or the Lasso read-out
+    truth: SimulatedData  # the data set, with the true latents and graph
+    scores: dict  # the row's scores (mcc, r2, shd, ...)
+
+
+EstimateFn = Callable[[ScoredEstimate], None]
 
 
 @dataclass(frozen=True)
@@ -75,6 +108,12 @@ def _frame(values: np.ndarray, names: list[str], index: pd.Index) -> pd.DataFram
 
 def score(sim: SimulatedData, latents: pd.DataFrame, adjacency: pd.DataFrame | None, seed: int) -> dict:
     """Every recovery score of one estimate against the simulator's truth."""
+    return _evaluate(sim, latents, adjacency, seed)[0]
+
+
+def _evaluate(sim: SimulatedData, latents: pd.DataFrame, adjacency: pd.DataFrame | None,
+              seed: int) -> tuple[dict, pd.DataFrame]:
+    """The scores, and the graph behind shd / cross_f1 (the learned one, else the Lasso read-out)."""
     truth, true_adj = sim.latents, sim.adjacency
     block = metrics.mcc_by_modality(truth, latents)
     spearman = metrics.mcc_by_modality(truth, latents, method="spearman")
@@ -84,7 +123,7 @@ def score(sim: SimulatedData, latents: pd.DataFrame, adjacency: pd.DataFrame | N
     own_scores = metrics.graph_scores(true_adj, own, block.matching)
     pc_scores = metrics.graph_scores(true_adj, pc, block.matching)
     lasso_scores = metrics.graph_scores(true_adj, lasso, block.matching)
-    return {
+    scores = {
         "mcc": block.value,
         "mcc_spearman": spearman.value,
         "r2": metrics.kernel_ridge_r2(truth, latents, seed=seed),
@@ -101,9 +140,14 @@ def score(sim: SimulatedData, latents: pd.DataFrame, adjacency: pd.DataFrame | N
         "cross_f1_pc": pc_scores.cross.f1,
         "cross_f1_lasso": lasso_scores.cross.f1,
     }
+    return scores, own
 
 
-def _run_mmcrl(sim: SimulatedData, seed: int, options: SuiteOptions, progress: ProgressFn | None) -> list[dict]:
+# a runner's output: one results row, with the latents and the graph that were scored
+_Scored = tuple[dict, pd.DataFrame, pd.DataFrame]
+
+
+def _run_mmcrl(sim: SimulatedData, seed: int, options: SuiteOptions, progress: ProgressFn | None) -> list[_Scored]:
     from .train import fit_seeds, select_best
 
     spec = sim.run_spec()
@@ -112,66 +156,91 @@ def _run_mmcrl(sim: SimulatedData, seed: int, options: SuiteOptions, progress: P
     train_seeds = [seed * 1000 + i for i in range(options.mmcrl_seeds)]
     results = fit_seeds(sim.arrays(), spec, train_seeds, progress=progress)
     best = select_best(results)
-    rows = []
+    scored: list[_Scored] = []
     for i, result in enumerate(results):
         latents = _frame(result.latents, result.latent_names, sim.latents.index)
         adjacency = _frame(result.adjacency, result.latent_names, pd.Index(result.latent_names, name="parent"))
-        row = score(sim, latents, adjacency, seed)
+        row, graph = _evaluate(sim, latents, adjacency, seed)
         row.update(method=f"mmcrl#{i + 1}", seconds=result.seconds, train_seed=result.seed,
                    selected=result is best, best_val_loss=result.best_val_loss)
-        rows.append(row)
-    chosen = dict(rows[results.index(best)])
+        scored.append((row, latents, graph))
+    chosen_row, chosen_latents, chosen_graph = scored[results.index(best)]
+    chosen = dict(chosen_row)
     chosen.update(method="mmcrl", seconds=sum(r.seconds for r in results))
-    return [chosen, *rows]
+    return [(chosen, chosen_latents, chosen_graph), *scored]
 
 
-def _run_baseline(name: str, sim: SimulatedData, seed: int) -> list[dict]:
+def _run_baseline(name: str, sim: SimulatedData, seed: int) -> list[_Scored]:
     spec = sim.run_spec()
     spec = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})})
     started = time.perf_counter()
     values, adjacency = BASELINES[name].fit_transform(sim.arrays(), spec)
     seconds = time.perf_counter() - started
-    names = spec.latent_names()
-    row = score(sim, _frame(values, names, sim.latents.index), adjacency, seed)
+    latents = _frame(values, spec.latent_names(), sim.latents.index)
+    row, graph = _evaluate(sim, latents, adjacency, seed)
     row.update(method=name, seconds=seconds, train_seed=seed)
-    return [row]
+    return [(row, latents, graph)]
+
+
+def _resolve(setting: str | SimulationSettings) -> SimulationSettings:
+    if isinstance(setting, SimulationSettings):
+        return setting
+    _check_choices([setting], list(SETTINGS), "setting")
+    return resolve_settings(setting)
+
+
+def _subjects(settings: SimulationSettings, options: SuiteOptions, n: int | None) -> int | None:
+    """Subjects to simulate: n if given, else the suite's (tiny keeps its own: a smoke test), else the setting's."""
+    if n is not None:
+        if int(n) < MIN_SUBJECTS:
+            raise UserInputError(f"--n {n}: simulate at least {MIN_SUBJECTS} subjects "
+                                 "(every method holds out a validation split)")
+        return int(n)
+    return options.n if settings.name != "tiny" else None
 
 
 def run_single_setting(
-    setting: str,
+    setting: str | SimulationSettings,
     seed: int = 0,
     methods: Sequence[str] | None = None,
     suite: str = "quick",
     progress: ProgressFn | None = None,
+    n: int | None = None,
+    on_estimate: EstimateFn | None = None,
 ) -> pd.DataFrame:
-    """Simulate `setting` with `seed` and score each method; one row per method (mmcrl: also per seed)."""
+    """Simulate `setting` with `seed` and score each method; one row per method (mmcrl: also per seed).
+
+    n overrides the number of subjects; on_estimate receives each row's estimate as it is scored.
+    """
     import torch
 
     options = _suite(suite)
-    _check_choices([setting], list(SETTINGS), "setting")
+    settings = _resolve(setting)
     methods = list(methods or options.methods)
     _check_choices(methods, METHODS, "method")
     torch.set_num_threads(1)  # deterministic and fastest for these small models (METHOD 3b)
-    n = options.n if setting != "tiny" else None
-    sim = simulate(setting, seed=seed, n=n)
+    sim = simulate(settings, seed=seed, n=_subjects(settings, options, n))
+    name = settings.name
     reference = metrics.all_allowed_cross_edges_reference(sim.adjacency).f1
     rows: list[dict] = []
     for i, method in enumerate(methods):
         if progress is not None:
-            progress({"setting": setting, "seed": seed, "method": method, "done": i, "total": len(methods)})
+            progress({"setting": name, "seed": seed, "method": method, "done": i, "total": len(methods)})
         torch.manual_seed(seed)
         if method == "mmcrl":
             inner = None if progress is None else (
-                lambda event, m=method: progress({"setting": setting, "seed": seed, "method": m, "fit": event}))
+                lambda event, m=method: progress({"setting": name, "seed": seed, "method": m, "fit": event}))
             new = _run_mmcrl(sim, seed, options, inner)
         else:
             new = _run_baseline(method, sim, seed)
-        for row in new:
-            row.update(setting=setting, seed=seed, cross_f1_all_edges_ref=reference, n=sim.settings.n,
+        for row, latents, graph in new:
+            row.update(setting=name, seed=seed, cross_f1_all_edges_ref=reference, n=sim.settings.n,
                        latents=sim.latents.shape[1], sparsity_condition=sim.sparsity_condition)
-        rows += new
+            if on_estimate is not None:
+                on_estimate(ScoredEstimate(name, seed, str(row["method"]), latents, graph, sim, dict(row)))
+            rows.append(row)
     if progress is not None:
-        progress({"setting": setting, "seed": seed, "method": None, "done": len(methods), "total": len(methods)})
+        progress({"setting": name, "seed": seed, "method": None, "done": len(methods), "total": len(methods)})
     frame = pd.DataFrame(rows)
     for column in RESULT_COLUMNS + EXTRA_COLUMNS:
         if column not in frame:
@@ -184,31 +253,57 @@ def _suite(name: str) -> SuiteOptions:
     return SUITES[name]
 
 
+def _resolve_all(settings: Sequence[str | SimulationSettings]) -> list[SimulationSettings]:
+    resolved = [_resolve(s) for s in settings]
+    names = [s.name for s in resolved]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserInputError(f"setting {', '.join(map(repr, twice))} given twice; give each setting once")
+    return resolved
+
+
 def run_benchmark(
     suite: str = "quick",
     seeds: int | None = None,
     out_dir: str | Path | None = None,
-    settings: Sequence[str] | None = None,
+    settings: Sequence[str | SimulationSettings] | None = None,
     methods: Sequence[str] | None = None,
     progress: ProgressFn | None = None,
+    n: int | None = None,
+    on_estimate: EstimateFn | None = None,
+    save_estimates: bool = False,
 ) -> pd.DataFrame:
-    """Run a suite; with out_dir, write results.csv (after every data set) and results.md."""
+    """Run a suite; with out_dir, write results.csv (after every data set) and results.md.
+
+    save_estimates (needs out_dir) also writes every estimate and the truth under DIR/estimates/.
+    """
     options = _suite(suite)
-    settings = list(settings or options.settings)
-    _check_choices(settings, list(SETTINGS), "setting")
+    resolved = _resolve_all(list(settings or options.settings))
     methods = list(methods or options.methods)
     _check_choices(methods, METHODS, "method")
     seeds = options.default_seeds if seeds is None else int(seeds)
     if seeds < 1:
         raise UserInputError("--seeds must be at least 1")
+    if n is not None:
+        _subjects(resolved[0], options, n)  # a bad n fails now, not after the first data set
     out = Path(out_dir) if out_dir is not None else None
+    if save_estimates and out is None:
+        raise UserInputError("saving the estimates needs an output folder (--out)")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    hooks: list[EstimateFn] = [benchmark_artifacts.EstimateWriter(out)] if save_estimates else []
+    if on_estimate is not None:
+        hooks.append(on_estimate)
+
+    def each_estimate(estimate: ScoredEstimate) -> None:
+        for hook in hooks:
+            hook(estimate)
+
     frames: list[pd.DataFrame] = []
-    jobs = [(s, seed) for s in settings for seed in range(seeds)]
+    jobs = [(s, seed) for s in resolved for seed in range(seeds)]
     for done, (setting, seed) in enumerate(jobs):
         inner = None if progress is None else (lambda event, d=done: progress({**event, "job": d, "jobs": len(jobs)}))
-        frames.append(run_single_setting(setting, seed, methods, suite, inner))
+        frames.append(run_single_setting(setting, seed, methods, suite, inner, n, each_estimate if hooks else None))
         results = pd.concat(frames, ignore_index=True)
         if out is not None:
             results.to_csv(out / "results.csv", index=False)
@@ -216,6 +311,45 @@ def run_benchmark(
     if out is not None:
         (out / "results.md").write_text(results_markdown(results, suite))
     return results
+
+
+def load_settings_file(path: str | Path) -> list[SimulationSettings]:
+    """Simulator settings given by value: a JSON object of SimulationSettings fields, or a list of them.
+
+    A name must be new, or name a setting of simulate.SETTINGS with exactly its values, so a name
+    in results.csv always means one data-generating process.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"settings file {path} not found: give a JSON file of simulator settings")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"settings file {path} is not valid JSON: {exc}") from exc
+    items = data if isinstance(data, list) else [data]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise UserInputError(f"settings file {path}: expected a JSON object of simulator settings "
+                             "(name, modalities, latents, nuisance, obs_dim, n, ...) or a list of them")
+    settings = []
+    for i, item in enumerate(items):
+        where = f"settings file {path}" + (f", entry {i + 1}" if isinstance(data, list) else "")
+        try:
+            value = SimulationSettings.model_validate(item)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+            raise UserInputError(f"{where}: {problems}") from exc
+        if value.name in SETTINGS and SETTINGS[value.name] != value:
+            raise UserInputError(f"{where}: name {value.name!r} is a named setting with other values; "
+                                 "give your setting a new name")
+        if not SETTING_NAME.match(value.name):
+            raise UserInputError(f"{where}: setting name {value.name!r}: start with a letter, then letters, "
+                                 "digits, '_', '-', '.' or '+' (at most 41 characters)")
+        try:
+            value.sizes()
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {exc}") from exc
+        settings.append(value)
+    return settings
 
 
 # ----------------------------------------------------------------------------- report
@@ -279,23 +413,38 @@ def add_cli(subparsers) -> None:
     p.add_argument("--suite", default="quick", help="quick or paper (default quick)")
     p.add_argument("--setting", nargs="+", action="extend", metavar="NAME",
                    help=f"only these settings ({', '.join(SETTINGS)})")
+    p.add_argument("--settings-file", metavar="FILE",
+                   help="JSON of simulator settings (a SimulationSettings object or a list of them) to run "
+                   "under their own names, after any --setting")
+    p.add_argument("--n", type=int, metavar="N",
+                   help="subjects to simulate for every setting (default: the suite's; quick: 5,000, tiny 1,000)")
     p.add_argument("--seeds", type=int, help="data seeds per setting (default: the suite's)")
     p.add_argument("--methods", nargs="+", action="extend", metavar="METHOD",
                    help=f"only these methods ({', '.join(METHODS)})")
+    p.add_argument("--save-estimates", action="store_true",
+                   help="also write each method's latents and graph and the truth to "
+                   "DIR/estimates/<setting>/<seed>/ (the app's benchmark page draws them)")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(handler=_run_cli)
+    p.set_defaults(handler=run_command)
 
 
-def _run_cli(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, on_estimate: EstimateFn | None = None) -> int:
+    """The `benchmark` command on parsed arguments; on_estimate sees every scored estimate.
+
+    The app's benchmark jobs call this with the arguments they show, so their numbers are the CLI's.
+    """
     from tqdm import tqdm
 
     options = _suite(args.suite)
-    settings = args.setting or list(options.settings)
+    settings: list[str | SimulationSettings] = list(args.setting or [])
+    if args.settings_file:
+        settings += load_settings_file(args.settings_file)
+    settings = settings or list(options.settings)
     methods = args.methods or list(options.methods)
-    _check_choices(settings, list(SETTINGS), "setting")
+    resolved = _resolve_all(settings)
     _check_choices(methods, METHODS, "method")
     seeds = options.default_seeds if args.seeds is None else args.seeds
-    bar = tqdm(total=len(settings) * max(seeds, 1) * len(methods), unit="method", dynamic_ncols=True)
+    bar = tqdm(total=len(resolved) * max(seeds, 1) * len(methods), unit="method", dynamic_ncols=True)
 
     def progress(event: dict) -> None:
         # run_single_setting announces each method as it starts (done = methods finished so far)
@@ -308,9 +457,13 @@ def _run_cli(args: argparse.Namespace) -> int:
         if event["method"] is not None:
             bar.set_postfix_str(str(event["method"]))
 
-    results = run_benchmark(args.suite, seeds, args.out, settings, methods, progress)
+    results = run_benchmark(args.suite, seeds, args.out, resolved, methods, progress, n=args.n,
+                            on_estimate=on_estimate, save_estimates=args.save_estimates)
     bar.close()
     summary = results[~results["method"].str.contains("#")].groupby(["setting", "method"], sort=False)
     print(summary[["mcc", "r2", "cross_f1"]].mean().round(3).to_string())
-    print(f"wrote {Path(args.out) / 'results.csv'} and {Path(args.out) / 'results.md'}")
+    written = f"{Path(args.out) / 'results.csv'} and {Path(args.out) / 'results.md'}"
+    if args.save_estimates:
+        written += f", estimates in {Path(args.out) / benchmark_artifacts.ESTIMATES}"
+    print(f"wrote {written}")
     return 0

@@ -1,20 +1,18 @@
 """What the benchmark page shows beyond results.csv: per-method latents and graphs, aligned to the truth.
 
-A benchmark folder (written by `python -m mmcrl_core benchmark ... --out DIR`) holds results.csv and
-results.md. For the side-by-side graphs and the latent scatter plots the page also needs, for each
-(setting, seed, method), the estimated latents and the learned adjacency, plus the truth. They live
-under DIR/artifacts/<setting>/seed<seed>/ as:
+`python -m mmcrl_core benchmark ... --out DIR --save-estimates` (benchmark.run_benchmark with
+save_estimates) writes, beside results.csv, every scored estimate and the truth it was scored against:
 
-  truth_latents.csv      subject id, then one column per true latent "<modality>:<k>"
-  truth_adjacency.csv    index = parent, columns = child (0/1)
-  <method>/latents.csv   subject id, then the method's latents (same "<modality>:<k>" names)
-  <method>/adjacency.csv the method's learned graph in its own latent names (absent: no graph)
+  DIR/estimates/<setting>/<seed>/truth/latents.csv     subject id, then one column per true latent
+  DIR/estimates/<setting>/<seed>/truth/adjacency.csv   index = parent, columns = child (0/1)
+  DIR/estimates/<setting>/<seed>/<method>/latents.csv  the method's latents (same "<modality>:<k>" names)
+  DIR/estimates/<setting>/<seed>/<method>/adjacency.csv  the graph behind its shd / cross_f1, in its
+                                                       own latent names (learned, or the Lasso read-out)
 
-`capture_estimates` records each estimate as the benchmark scores it (same process, no second
-training) and `save_estimates` writes the folders once results.csv exists, so the page never
-re-trains anything. Matching is recomputed on load with the same function the scores use
-(metrics.mcc_by_modality), so matched names on the page are those behind the SHD and F1 in
-results.csv.
+<method> is the results.csv method ("mmcrl", "mmcrl#2" as "mmcrl_2", ...), so the page reads the very
+estimate behind each row and never re-trains anything. Matching is recomputed on load with the
+function the scores use (metrics.mcc_by_modality), so matched names on the page are those behind
+the SHD and F1 in results.csv.
 
 Everything else here turns those tables into what the page draws: edge status (correct / missed /
 spurious / reversed), node positions (one circle per modality) and scatter data.
@@ -24,21 +22,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .metrics import align_adjacency, mcc_by_modality, modality_of
 
-ARTIFACTS = "artifacts"
-TRUTH_LATENTS = "truth_latents.csv"
-TRUTH_ADJACENCY = "truth_adjacency.csv"
+if TYPE_CHECKING:
+    from .benchmark import ScoredEstimate
+
+ESTIMATES = "estimates"
+TRUTH = "truth"
 LATENTS = "latents.csv"
 ADJACENCY = "adjacency.csv"
+MAX_ROWS = 5000  # subjects kept per table: plenty for scatter plots and matching, bounded on disk
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
@@ -50,10 +50,16 @@ def _safe(name: str) -> str:
 
 
 def seed_dir(out_dir: Path | str, setting: str, seed: int) -> Path:
-    return Path(out_dir) / ARTIFACTS / _safe(setting) / f"seed{int(seed)}"
+    return Path(out_dir) / ESTIMATES / _safe(setting) / str(int(seed))
+
+
+def truth_dir(out_dir: Path | str, setting: str, seed: int) -> Path:
+    return seed_dir(out_dir, setting, seed) / TRUTH
 
 
 def method_dir(out_dir: Path | str, setting: str, seed: int, method: str) -> Path:
+    if _safe(method) == TRUTH:
+        raise ValueError(f"{method!r} cannot be a method name: the truth is saved under it")
     return seed_dir(out_dir, setting, seed) / _safe(method)
 
 
@@ -61,39 +67,48 @@ def method_dir(out_dir: Path | str, setting: str, seed: int, method: str) -> Pat
 
 
 def save_truth(out_dir: Path | str, setting: str, seed: int, latents: pd.DataFrame,
-               adjacency: pd.DataFrame, max_rows: int | None = 5000) -> Path:
+               adjacency: pd.DataFrame, max_rows: int | None = MAX_ROWS) -> Path:
     """The simulator's true latents (first max_rows subjects: enough for plots) and graph."""
-    folder = seed_dir(out_dir, setting, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    _head(latents, max_rows).to_csv(folder / TRUTH_LATENTS, float_format="%.6g")
-    adjacency.to_csv(folder / TRUTH_ADJACENCY)
+    folder = truth_dir(out_dir, setting, seed)
+    _write_pair(folder, latents, adjacency, max_rows)
     return folder
 
 
-def save_method(out_dir: Path | str, setting: str, seed: int, method: str, latents: pd.DataFrame | np.ndarray,
-                adjacency: pd.DataFrame | np.ndarray | None = None, latent_names: list[str] | None = None,
-                index: pd.Index | None = None, max_rows: int | None = 5000) -> Path:
-    """One method's estimated latents (same rows as the truth) and learned graph, if it has one.
-
-    Arrays are accepted with latent_names (and the subject index) so callers need not build frames.
-    """
-    if not isinstance(latents, pd.DataFrame):
-        if latent_names is None:
-            raise ValueError("latent_names are needed when latents is an array")
-        latents = pd.DataFrame(np.asarray(latents), columns=latent_names, index=index)
-    if adjacency is not None and not isinstance(adjacency, pd.DataFrame):
-        names = list(latents.columns)
-        adjacency = pd.DataFrame(np.asarray(adjacency), index=pd.Index(names, name="parent"), columns=names)
+def save_method(out_dir: Path | str, setting: str, seed: int, method: str, latents: pd.DataFrame,
+                adjacency: pd.DataFrame | None = None, max_rows: int | None = MAX_ROWS) -> Path:
+    """One method's estimated latents (same rows as the truth) and its graph, if it has one."""
     folder = method_dir(out_dir, setting, seed, method)
+    _write_pair(folder, latents, adjacency, max_rows)
+    return folder
+
+
+def _write_pair(folder: Path, latents: pd.DataFrame, adjacency: pd.DataFrame | None, max_rows: int | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     _head(latents, max_rows).to_csv(folder / LATENTS, float_format="%.6g")
     if adjacency is not None:
         adjacency.to_csv(folder / ADJACENCY)
-    return folder
+    else:
+        (folder / ADJACENCY).unlink(missing_ok=True)  # a rerun without a graph leaves none behind
 
 
 def _head(frame: pd.DataFrame, max_rows: int | None) -> pd.DataFrame:
     return frame if max_rows is None else frame.iloc[:max_rows]
+
+
+class EstimateWriter:
+    """benchmark's on_estimate hook that writes each estimate, and once per data set the truth."""
+
+    def __init__(self, out_dir: Path | str, max_rows: int | None = MAX_ROWS):
+        self.out_dir = Path(out_dir)
+        self.max_rows = max_rows
+        self._truth_saved: set[tuple[str, int]] = set()
+
+    def __call__(self, estimate: ScoredEstimate) -> None:
+        key = (estimate.setting, estimate.seed)
+        if key not in self._truth_saved:
+            save_truth(self.out_dir, *key, estimate.truth.latents, estimate.truth.adjacency, self.max_rows)
+            self._truth_saved.add(key)
+        save_method(self.out_dir, *key, estimate.method, estimate.latents, estimate.adjacency, self.max_rows)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -117,24 +132,26 @@ def _read_indexed(path: Path) -> pd.DataFrame:
 
 
 def available(out_dir: Path | str) -> pd.DataFrame:
-    """Every (setting, seed, method) with saved artefacts: columns setting, seed, method."""
-    root = Path(out_dir) / ARTIFACTS
+    """Every saved (setting, seed, method) with its truth: columns setting, seed, method (folder names)."""
+    root = Path(out_dir) / ESTIMATES
     rows = []
     if root.is_dir():
         for setting_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            for sdir in sorted(p for p in setting_dir.iterdir() if p.is_dir() and p.name.startswith("seed")):
-                if not (sdir / TRUTH_LATENTS).is_file():
+            for sdir in sorted((p for p in setting_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+                               key=lambda p: int(p.name)):
+                if not (sdir / TRUTH / LATENTS).is_file():
                     continue
-                for mdir in sorted(p for p in sdir.iterdir() if p.is_dir() and (p / LATENTS).is_file()):
-                    rows.append({"setting": setting_dir.name, "seed": int(sdir.name[4:]), "method": mdir.name})
+                for mdir in sorted(p for p in sdir.iterdir()
+                                   if p.is_dir() and p.name != TRUTH and (p / LATENTS).is_file()):
+                    rows.append({"setting": setting_dir.name, "seed": int(sdir.name), "method": mdir.name})
     return pd.DataFrame(rows, columns=["setting", "seed", "method"])
 
 
 def load_truth(out_dir: Path | str, setting: str, seed: int) -> Truth | None:
-    folder = seed_dir(out_dir, setting, seed)
-    if not (folder / TRUTH_LATENTS).is_file() or not (folder / TRUTH_ADJACENCY).is_file():
+    folder = truth_dir(out_dir, setting, seed)
+    if not (folder / LATENTS).is_file() or not (folder / ADJACENCY).is_file():
         return None
-    return Truth(_read_indexed(folder / TRUTH_LATENTS), _read_indexed(folder / TRUTH_ADJACENCY))
+    return Truth(_read_indexed(folder / LATENTS), _read_indexed(folder / ADJACENCY))
 
 
 def load_method(out_dir: Path | str, setting: str, seed: int, method: str) -> MethodArtifacts | None:
@@ -266,105 +283,6 @@ def scatter_frame(truth: Truth, method: MethodArtifacts, matching: dict[str, str
     return pd.concat(parts, ignore_index=True)
 
 
-# ----------------------------------------------------------------------------- capturing while it runs
-
-
-@dataclass
-class Estimate:
-    """One scored estimate, as the benchmark's `score` saw it."""
-
-    setting: str
-    seed: int
-    truth_latents: pd.DataFrame
-    truth_adjacency: pd.DataFrame
-    latents: pd.DataFrame
-    adjacency: pd.DataFrame | None
-    scores: dict
-
-
-@contextmanager
-def capture_estimates(on_estimate: Callable[[Estimate], None] | None = None) -> Iterator[list[Estimate]]:
-    """Record every estimate the benchmark scores while the block runs (same process).
-
-    Why a wrapper: mmcrl_core.benchmark scores each method's latents with `score(sim, latents,
-    adjacency, seed)` but keeps no estimate, and its CLI must stay the single code path behind the
-    numbers. Wrapping that one function records exactly what was scored, with no second training.
-    """
-    from . import benchmark
-
-    captured: list[Estimate] = []
-    original = benchmark.score
-
-    def recording_score(sim, latents, adjacency, seed):
-        result = original(sim, latents, adjacency, seed)
-        estimate = Estimate(str(sim.settings.name), int(sim.seed), sim.latents, sim.adjacency,
-                            latents.copy(), None if adjacency is None else adjacency.copy(), dict(result))
-        captured.append(estimate)
-        if on_estimate is not None:
-            on_estimate(estimate)
-        return result
-
-    benchmark.score = recording_score
-    try:
-        yield captured
-    finally:
-        benchmark.score = original
-
-
-def _same(a, b) -> bool:
-    try:
-        a, b = float(a), float(b)
-    except (TypeError, ValueError):
-        return False
-    return (np.isnan(a) and np.isnan(b)) or bool(np.isclose(a, b, rtol=1e-9, atol=1e-12))
-
-
-def match_estimates(results: pd.DataFrame, estimates: list[Estimate]) -> dict[int, Estimate]:
-    """results.csv row position -> the estimate behind it (same setting, seed and scores).
-
-    The reported "mmcrl" row repeats the selected training seed's scores, so it maps to that
-    seed's estimate, which is what the page should draw for mmcrl.
-    """
-    matched: dict[int, Estimate] = {}
-    for position, row in enumerate(results.itertuples(index=False)):
-        for estimate in estimates:
-            if (estimate.setting == str(row.setting) and estimate.seed == int(row.seed)
-                    and all(_same(estimate.scores.get(k), getattr(row, k)) for k in ("mcc", "r2", "mcc_spearman"))):
-                matched[position] = estimate
-                break
-    return matched
-
-
-def save_estimates(out_dir: Path | str, results: pd.DataFrame, estimates: list[Estimate],
-                   graph_readout: Callable[[pd.DataFrame, int], pd.DataFrame] | None = None) -> int:
-    """Write truth and per-method artefacts for every results row with a captured estimate.
-
-    A method without a learned graph is scored on a read-out of its latents (the benchmark's Lasso
-    rule); graph_readout(latents, seed) recomputes it so the page draws the graph that was scored.
-    Returns the number of method folders written.
-    """
-    if graph_readout is None:
-        from .baselines import lasso_readout
-
-        def graph_readout(latents, seed):
-            return lasso_readout(latents, seed=seed)
-
-    written = 0
-    saved_truth: set[tuple[str, int]] = set()
-    for position, estimate in match_estimates(results, estimates).items():
-        row = results.iloc[position]
-        key = (estimate.setting, estimate.seed)
-        if key not in saved_truth:
-            save_truth(out_dir, estimate.setting, estimate.seed, estimate.truth_latents, estimate.truth_adjacency)
-            saved_truth.add(key)
-        adjacency = estimate.adjacency
-        if adjacency is None:
-            adjacency = graph_readout(estimate.latents, estimate.seed)
-        save_method(out_dir, estimate.setting, estimate.seed, str(row["method"]), estimate.latents, adjacency)
-        written += 1
-    return written
-
-
 # ----------------------------------------------------------------------------- the results table
 
 SCORE_COLUMNS = {  # results.csv column -> heading on the page
@@ -409,6 +327,10 @@ def results_table(results: pd.DataFrame, include_training_seeds: bool = False) -
     for heading in SCORE_COLUMNS.values():
         ordered += [c for c in (heading, f"{heading} sd") if c in table.columns]
     ordered += [c for c in ("paper MCC", "paper R²", "paper SHD", "paper note", "seconds") if c in table.columns]
+    if len(table):
+        for column in ("paper MCC", "paper R²", "paper SHD"):
+            # numbers or blanks: None in an object column would print as the word "None"
+            table[column] = pd.to_numeric(table[column], errors="coerce")
     return table[ordered] if len(table) else pd.DataFrame(columns=ordered)
 
 

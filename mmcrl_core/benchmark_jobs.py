@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from . import benchmark_artifacts as artifacts
+from .benchmark import SETTING_NAME
 from .errors import UserInputError
 from .run_store import (
     ACTIVE_STATUSES,
@@ -60,9 +60,6 @@ SETTINGS_FILE = "settings.json"
 MANIFEST = "manifest.json"
 RESULTS_CSV = "results.csv"
 PROGRESS_FILE = "progress.json"
-
-
-CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]{0,40}$")
 
 
 class BenchmarkRequest(BaseModel):
@@ -91,7 +88,7 @@ class BenchmarkRequest(BaseModel):
             return value
         if value.name in SETTINGS and SETTINGS[value.name] != value:
             raise ValueError(f"custom settings may not reuse the name of the named setting {value.name!r}")
-        if not CUSTOM_NAME.match(value.name):
+        if not SETTING_NAME.match(value.name):  # the CLI's rule for --settings-file
             raise ValueError(
                 f"custom setting name {value.name!r}: start with a letter, then letters, digits, '_', '-', "
                 "'.' or '+' (at most 41 characters)"
@@ -127,11 +124,19 @@ def validate_request(request: BenchmarkRequest) -> BenchmarkRequest:
 
 
 def benchmark_arguments(request: BenchmarkRequest, out_dir: Path | str) -> list[str]:
-    """argv of `python -m mmcrl_core` for this request, starting with the command name."""
-    args = ["benchmark", "--suite", request.suite, "--setting", request.setting_name, "--seeds", str(request.seeds)]
+    """argv of `python -m mmcrl_core` for this request, starting with the command name.
+
+    A custom setting is read from out_dir/settings.json (written by the job before it runs).
+    """
+    args = ["benchmark", "--suite", request.suite]
+    if request.custom is not None:
+        args += ["--settings-file", str(Path(out_dir) / SETTINGS_FILE), "--n", str(request.custom.n)]
+    else:
+        args += ["--setting", request.setting]
+    args += ["--seeds", str(request.seeds)]
     if request.methods:
         args += ["--methods", *request.methods]
-    return [*args, "--out", str(out_dir)]
+    return [*args, "--save-estimates", "--out", str(out_dir)]
 
 
 def cli_command(request: BenchmarkRequest, out_dir: Path | str) -> str:
@@ -140,12 +145,13 @@ def cli_command(request: BenchmarkRequest, out_dir: Path | str) -> str:
 
 
 def expected_estimates(request: BenchmarkRequest) -> int:
-    """How many estimates the benchmark will score: one per method and data seed, mmcrl one per training seed."""
+    """How many estimates (results.csv rows) the benchmark will score per the whole request:
+    one per method and data seed; mmcrl one per training seed plus the reported (selected) one."""
     from .benchmark import SUITES
 
     options = SUITES[request.suite]
     methods = request.methods or list(options.methods)
-    per_seed = sum(options.mmcrl_seeds if m == "mmcrl" else 1 for m in methods)
+    per_seed = sum(options.mmcrl_seeds + 1 if m == "mmcrl" else 1 for m in methods)
     return per_seed * request.seeds
 
 
@@ -261,8 +267,30 @@ def read_progress(run: RunRecord) -> BenchmarkProgress:
             message = str(data.get("message") or "")
         except (ValueError, TypeError, OSError):
             pass
-    now = read_tail(log_path(run), 1)
+    now = readable_log_line(read_tail(log_path(run), 1))
+    if now and message == SIMULATING and not fraction:
+        message = ""  # the log already says which method runs: the data were simulated
     return BenchmarkProgress(fraction, "; ".join(filter(None, [message, now])) or "starting")
+
+
+# a tqdm bar as the benchmark CLI prints it: "tiny seed 0:  25%|##   | 1/4 [00:08<00:24, 8.1s/method, pca]"
+_TQDM = re.compile(r"^(?P<desc>.*?):?\s*\d+%\|.*?\|\s*(?P<done>\d+)/(?P<total>\d+)\s*\[(?P<inside>[^\]]*)\]\s*$")
+
+
+def readable_log_line(line: str) -> str:
+    """The benchmark log's last line as a person reads it: progress bars become 'method 2 of 4: pca',
+    and the closing 'wrote <paths>' line becomes a short note."""
+    line = line.strip()
+    match = _TQDM.match(line)
+    if match:
+        parts = [p.strip() for p in match["inside"].split(",")]
+        doing = ", ".join(parts[2:])  # after elapsed<remaining and the rate comes what runs now
+        done, total = int(match["done"]), int(match["total"])
+        step = f"method {min(done + 1, total)} of {total}" + (f": {doing}" if doing else "")
+        return f"{match['desc'].strip()}, {step}" if match["desc"].strip() else step
+    if line.startswith("wrote "):
+        return "writing the results"
+    return line
 
 
 def read_results(run_or_dir: RunRecord | Path | str) -> pd.DataFrame:
@@ -281,6 +309,9 @@ def log_tail(run: RunRecord, lines: int = 20) -> str:
 # ----------------------------------------------------------------------------- the job itself
 
 
+SIMULATING = "simulating the data"
+
+
 def _write_progress(out: Path, done: int, total: int, message: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".{PROGRESS_FILE}.tmp"
@@ -293,7 +324,7 @@ def execute(bench_id: str, paths: WorkspacePaths | None = None) -> int:
 
     Runs under the executor's supervisor, which records the exit code and final status.
     """
-    from . import cli
+    from . import benchmark, cli
 
     paths = paths or default_paths()
     run = get_run(bench_id, paths)
@@ -302,28 +333,31 @@ def execute(bench_id: str, paths: WorkspacePaths | None = None) -> int:
         return 2
     request = validate_request(request_of(run))
     out = results_dir(paths, bench_id)
-    if request.custom is not None:
-        SETTINGS[request.custom.name] = request.custom  # this process only: lets the CLI accept the name
+    out.mkdir(parents=True, exist_ok=True)
+    # the settings behind the numbers, kept beside them; a custom setting's command line reads this file
+    (out / SETTINGS_FILE).write_text(request.settings().model_dump_json(indent=2), encoding="utf-8")
+    (out / REQUEST_FILE).write_text(request.model_dump_json(indent=2), encoding="utf-8")
     argv = benchmark_arguments(request, out)
     print("running: " + cli_command(request, out), flush=True)
     total = expected_estimates(request)
-    _write_progress(out, 0, total, "simulating the data")
+    _write_progress(out, 0, total, SIMULATING)
+    scored = 0
 
-    scored = [0]
+    def on_estimate(estimate: benchmark.ScoredEstimate) -> None:
+        nonlocal scored
+        scored += 1
+        _write_progress(out, scored, total, f"{scored} of {total} estimates scored ({estimate.setting} seed "
+                        f"{estimate.seed}, {estimate.method})")
 
-    def on_estimate(estimate: artifacts.Estimate) -> None:
-        scored[0] += 1
-        done = scored[0]
-        _write_progress(out, done, total, f"{done} of {total} estimates scored ({estimate.setting} seed {estimate.seed})")
-
-    with artifacts.capture_estimates(on_estimate) as estimates:
-        code = cli.main(argv)
+    args = cli.build_parser(only="benchmark").parse_args(argv)
+    try:
+        code = benchmark.run_command(args, on_estimate=on_estimate)
+    except UserInputError as exc:  # as `python -m mmcrl_core` reports it: message, exit code 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if code != 0:
         return code
     results = read_results(out)
-    artifacts.save_estimates(out, results, estimates)
-    (out / REQUEST_FILE).write_text(request.model_dump_json(indent=2), encoding="utf-8")
-    (out / SETTINGS_FILE).write_text(request.settings().model_dump_json(indent=2), encoding="utf-8")
     manifest = {
         "run_id": bench_id,
         "kind": KIND,

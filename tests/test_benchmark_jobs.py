@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -53,19 +54,22 @@ def test_arguments_are_the_benchmark_command_line(tmp_path):
     named = bj.BenchmarkRequest(setting="case2", seeds=3, methods=["mmcrl", "pca"])
     assert bj.benchmark_arguments(named, tmp_path) == [
         "benchmark", "--suite", "quick", "--setting", "case2", "--seeds", "3",
-        "--methods", "mmcrl", "pca", "--out", str(tmp_path),
+        "--methods", "mmcrl", "pca", "--save-estimates", "--out", str(tmp_path),
     ]
-    custom = bj.BenchmarkRequest(custom=SimulationSettings(name="wide", modalities=3), suite="paper")
+    # a custom setting goes by value, with the subjects the user chose (the suite would fix them)
+    custom = bj.BenchmarkRequest(custom=SimulationSettings(name="wide", modalities=3, n=700), suite="quick")
     args = bj.benchmark_arguments(custom, tmp_path)
-    assert args[args.index("--setting") + 1] == "wide" and "--methods" not in args
+    assert args[args.index("--settings-file") + 1] == str(tmp_path / "settings.json")
+    assert args[args.index("--n") + 1] == "700"
+    assert "--setting" not in args and "--methods" not in args
     assert bj.cli_command(named, tmp_path).startswith("python -m mmcrl_core benchmark --suite quick")
 
 
-def test_expected_estimates_count_each_mmcrl_training_seed():
+def test_expected_estimates_count_every_results_row():
     from mmcrl_core.benchmark import SUITES
 
-    per_fit = SUITES["quick"].mmcrl_seeds
-    assert bj.expected_estimates(bj.BenchmarkRequest(seeds=2, methods=["mmcrl", "pca"])) == 2 * (per_fit + 1)
+    per_fit = SUITES["quick"].mmcrl_seeds  # mmcrl: each training seed, plus the reported one
+    assert bj.expected_estimates(bj.BenchmarkRequest(seeds=2, methods=["mmcrl", "pca"])) == 2 * (per_fit + 2)
     assert bj.expected_estimates(bj.BenchmarkRequest(methods=["pca"])) == 1
 
 
@@ -145,21 +149,26 @@ def test_results_table_means_over_seeds_and_puts_the_paper_beside_mmcrl():
     assert art.all_edges_reference(pd.DataFrame(rows)) == {"mod5": pytest.approx(0.3)}
 
 
-def test_match_estimates_maps_the_reported_mmcrl_row_to_its_selected_seed():
-    names = ["a:1", "b:1"]
-    frame = pd.DataFrame(np.eye(2), columns=names)
+def test_estimate_writer_keeps_one_truth_per_data_set_and_one_folder_per_row(tmp_path):
+    from mmcrl_core.benchmark import ScoredEstimate
+    from mmcrl_core.simulate import simulate
 
-    def estimate(mcc):
-        return art.Estimate("tiny", 0, frame, _square(names, []), frame, None,
-                            {"mcc": mcc, "r2": 0.5, "mcc_spearman": mcc})
-
-    first, second, pca = estimate(0.7), estimate(0.9), estimate(0.4)
-    results = pd.DataFrame({
-        "setting": "tiny", "seed": 0, "method": ["mmcrl", "mmcrl#1", "mmcrl#2", "pca"],
-        "mcc": [0.9, 0.7, 0.9, 0.4], "r2": 0.5, "mcc_spearman": [0.9, 0.7, 0.9, 0.4],
-    })
-    matched = art.match_estimates(results, [first, second, pca])
-    assert matched[0] is second and matched[1] is first and matched[2] is second and matched[3] is pca
+    sim = simulate("tiny", seed=3, n=200)
+    names = list(sim.latents.columns)
+    writer = art.EstimateWriter(tmp_path, max_rows=150)
+    graph = _square(names, [(names[0], names[2])])
+    for method, latents in [("pca", -sim.latents), ("mmcrl#2", 2 * sim.latents)]:
+        writer(ScoredEstimate("tiny", 3, method, latents, graph, sim, {"mcc": 1.0}))
+    assert art.available(tmp_path).values.tolist() == [["tiny", 3, "mmcrl_2"], ["tiny", 3, "pca"]]
+    truth = art.load_truth(tmp_path, "tiny", 3)
+    assert len(truth.latents) == 150 and list(truth.adjacency.index) == names
+    assert np.array_equal(truth.adjacency.to_numpy(), sim.adjacency.to_numpy())
+    saved = art.load_method(tmp_path, "tiny", 3, "mmcrl#2")
+    assert np.allclose(saved.latents.to_numpy(), 2 * sim.latents.iloc[:150].to_numpy(), rtol=1e-5)
+    assert saved.adjacency.loc[names[0], names[2]] == 1 and saved.adjacency.to_numpy().sum() == 1
+    assert art.load_method(tmp_path, "tiny", 3, "ica") is None and art.load_truth(tmp_path, "tiny", 4) is None
+    with pytest.raises(ValueError, match="truth"):
+        art.method_dir(tmp_path, "tiny", 3, "truth")
 
 
 # ----------------------------------------------------------------------------- running for real
@@ -181,18 +190,22 @@ def test_job_saves_the_latents_and_graphs_behind_its_scores(workspace):
         assert mcc_by_modality(truth.latents, saved.latents).value == pytest.approx(row.mcc, abs=1e-4)
     assert run.metrics["pca"]["mcc"] == pytest.approx(results.set_index("method").loc["pca", "mcc"], abs=1e-4)
     assert bj.read_progress(run).fraction == 1.0
+    progress = json.loads((workspace.benchmarks_dir / bench_id / "progress.json").read_text())
+    assert progress["done"] == progress["total"] == 2  # the hook counted every results row
     manifest = (workspace.benchmarks_dir / bench_id / "manifest.json").read_text()
     assert "python -m mmcrl_core benchmark --suite quick --setting tiny" in manifest
+    assert "--save-estimates" in manifest  # the page draws files the command itself wrote
 
 
 @pytest.mark.slow
-def test_custom_settings_run_under_their_own_name(workspace):
+def test_custom_settings_run_under_their_own_name_with_their_own_subjects(workspace):
     custom = SimulationSettings(name="three-mods", modalities=3, latents=1, nuisance=1, obs_dim=4, n=400,
                                 cross_edge_prob=0.5)
-    bench_id = bj.submit_benchmark(bj.BenchmarkRequest(custom=custom, suite="paper", methods=["pca"]), workspace)
+    bench_id = bj.submit_benchmark(bj.BenchmarkRequest(custom=custom, suite="quick", methods=["pca"]), workspace)
     run = _wait(bench_id, workspace)
     assert run.status == "succeeded", run.error
     results = bj.read_results(run)
+    # the quick suite simulates 5,000 subjects for named settings; the custom setting keeps its 400
     assert results["setting"].tolist() == ["three-mods"] and results["n"].tolist() == [400]
     truth = art.load_truth(run.out_dir, "three-mods", 0)
     assert list(truth.latents.columns) == ["m1:1", "m2:1", "m3:1"]
@@ -225,3 +238,19 @@ def test_training_run_listings_do_not_show_benchmarks(workspace):
     finally:
         bj.cancel_benchmark(bench_id, workspace)
         _wait(bench_id, workspace, timeout=60)
+
+
+def test_paper_columns_are_numeric_even_where_the_paper_reports_nothing():
+    rows = [{"setting": "tiny", "method": m, "seed": 0, "mcc": 0.9, "mcc_spearman": 0.9, "r2": 0.9, "shd": 2,
+             "cross_f1": 0.5, "seconds": 1.0, "cross_f1_all_edges_ref": 0.3} for m in ("mmcrl", "pca")]
+    table = art.results_table(pd.DataFrame(rows))
+    for column in ("paper MCC", "paper R²", "paper SHD"):
+        assert table[column].dtype.kind == "f" and table[column].isna().all()  # blank cells, not "None"
+
+
+def test_progress_bars_in_the_log_read_as_words():
+    line = "tiny seed 0:  25%|##5       | 1/4 [00:08<00:24, 8.10s/method, mmcrl seed 0 epoch 15]"
+    assert bj.readable_log_line(line) == "tiny seed 0, method 2 of 4: mmcrl seed 0 epoch 15"
+    assert bj.readable_log_line("  0%|          | 0/4 [00:00<?, ?method/s]") == "method 1 of 4"
+    assert bj.readable_log_line("wrote /tmp/b/results.csv and /tmp/b/results.md") == "writing the results"
+    assert bj.readable_log_line("a plain line") == "a plain line"

@@ -124,6 +124,12 @@ def test_page_numbers_equal_the_command_line_for_the_same_setting_and_seed(works
     assert table["method"].tolist() == cli.index.tolist()
     for heading, column in PAGE_TO_CSV.items():
         assert table[heading].tolist() == cli[column].astype(float).tolist()
+    # the latents and graphs the page draws are the files the command writes, byte for byte
+    job = Path(bj.list_benchmarks()[0].out_dir) / "estimates" / "tiny" / "0"
+    again = tmp_path / "cli" / "estimates" / "tiny" / "0"
+    for name in ["truth", "pca", "ica"]:
+        for file in ["latents.csv", "adjacency.csv"]:
+            assert (job / name / file).read_bytes() == (again / name / file).read_bytes(), (name, file)
 
 
 def _command_line_folder(workspace) -> tuple[Path, pd.DataFrame]:
