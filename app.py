@@ -4,7 +4,9 @@ import streamlit as st
 
 from mmcrl_core.workspace_summary import summarise
 
-st.set_page_config(page_title="mmcrl", page_icon=":material/hub:", layout="wide")
+# an emoji favicon is an inline SVG; a :material/...: one is fetched from fonts.gstatic.com, which an
+# offline or locked-down machine cannot reach
+st.set_page_config(page_title="mmcrl", page_icon="🧬", layout="wide")
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -334,6 +334,23 @@ def results_table(results: pd.DataFrame, include_training_seeds: bool = False) -
     return table[ordered] if len(table) else pd.DataFrame(columns=ordered)
 
 
+def readable_paper_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Paper figures as text with blanks where the paper has none (a grid prints missing numbers as
+    'None'); columns the paper leaves empty for every row are dropped so the scores fit."""
+    table = table.copy()
+    for column, digits in (("paper MCC", 2), ("paper R²", 2), ("paper SHD", 1)):
+        if column not in table.columns:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.isna().all():
+            table = table.drop(columns=column)
+        else:
+            table[column] = values.map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}".rstrip("0").rstrip("."))
+    if "paper note" in table.columns and not table["paper note"].fillna("").astype(str).str.strip().any():
+        table = table.drop(columns="paper note")
+    return table
+
+
 def all_edges_reference(results: pd.DataFrame) -> dict[str, float]:
     """Per setting, the cross-modal F1 of predicting every allowed edge: a graph must beat it."""
     if "cross_f1_all_edges_ref" not in results.columns:

@@ -256,9 +256,16 @@ def rename_dataset(dataset_id: str, new_name: str, paths: WorkspacePaths | None 
 
 
 def delete_dataset(dataset_id: str, paths: WorkspacePaths | None = None) -> None:
-    """Remove the registry row, then the files (a crash in between leaves only unused files)."""
+    """Remove the registry row, then the files (a crash in between leaves only unused files).
+    Refused while a run is training on the dataset: its process reads these files."""
+    from .run_store import ACTIVE_STATUSES, list_runs
+
     paths = _paths(paths)
     record = get_dataset(dataset_id, paths)
+    active = list_runs(paths, dataset_id=dataset_id, statuses=ACTIVE_STATUSES)
+    if active:
+        raise UserInputError(f"{len(active)} run(s) are training on {record.name!r} right now; wait for them to "
+                             "finish or cancel them on the Runs page, then delete the dataset")
     with connect(paths) as conn, transaction(conn):
         conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
     folder = dataset_folder(record, paths)

@@ -33,6 +33,17 @@ def loss_columns(history: pd.DataFrame) -> list[str]:
     return first + [c for c in names if c not in first]
 
 
+# Names a researcher reads in legends instead of the history.csv column names.
+CURVE_LABELS = {
+    "train_loss": "training loss", "val_loss": "validation loss", "rec": "reconstruction term",
+    "kl": "KL (independence) term", "sparsity": "sparsity term",
+}
+
+
+def curve_label(name: str) -> str:
+    return CURVE_LABELS.get(name, name.replace("_", " "))
+
+
 def long_curves(runs: list[RunRecord], paths: WorkspacePaths | None = None) -> pd.DataFrame:
     """epoch, run, curve, value for every run: ready for an overlaid line plot."""
     frames = []
@@ -66,17 +77,21 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
+NOT_SET = "(not set)"  # a setting an older run's configuration does not have
+
+
 def config_differences(runs: list[RunRecord]) -> pd.DataFrame:
     """Settings that differ between the runs (rows) with each run's value (columns)."""
     skip = {"run_id", "name", "group_id"}
     flats = {run.label: flatten({k: v for k, v in run.spec.items() if k not in skip}) for run in runs}
     keys = sorted({k for flat in flats.values() for k in flat})
     rows = {
-        key: {label: flat.get(key) for label, flat in flats.items()}
+        key: {label: flat[key] if key in flat else NOT_SET for label, flat in flats.items()}
         for key in keys
         if len({repr(flat.get(key)) for flat in flats.values()}) > 1
     }
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(flats)).rename_axis("setting")
+    # object dtype: a column mixing numbers and gaps must not turn 300 into 300.0
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(flats), dtype=object).rename_axis("setting")
 
 
 def zip_run_folder(run: RunRecord) -> bytes:

@@ -112,8 +112,8 @@ def _new_benchmark() -> None:
                                help="mmcrl and the baselines a user would try first")
     options = SUITES[suite]
     if custom is not None and options.n is not None:
-        st.caption(f"The {suite} suite simulates n = {options.n:,} subjects for every setting but tiny; "
-                   "choose the paper suite to use your number of subjects.")
+        st.caption(f"The {suite} suite simulates n = {options.n:,} subjects for named settings but tiny; "
+                   "a custom setting keeps its own number of subjects (passed as --n).")
     if st.button("Run benchmark", type="primary", key="bench_run", disabled=mode == "Custom" and custom is None):
         try:
             request = bj.BenchmarkRequest(setting=setting, custom=custom, suite=suite, seeds=int(seeds),
@@ -166,11 +166,12 @@ def _pick_benchmark():
         return None
     st.subheader("Benchmarks in this workspace")
     listing = [{
-        "id": r.id, "name": r.name, "status": r.status, "created": r.created_at,
+        "id": r.id, "name": r.name, "status": r.status,
+        "created (UTC)": str(r.created_at or "").replace("T", " ")[:16],
         "mmcrl MCC": (r.metrics.get("mmcrl") or {}).get("mcc"),
         "mmcrl cross-modal F1": (r.metrics.get("mmcrl") or {}).get("cross_f1"),
     } for r in runs]
-    listing += [{"id": f.name, "name": "from the command line", "status": "succeeded", "created": None,
+    listing += [{"id": f.name, "name": "from the command line", "status": "succeeded", "created (UTC)": "",
                  "mmcrl MCC": None, "mmcrl cross-modal F1": None} for f in folders]
     st.dataframe(pd.DataFrame(listing), hide_index=True, key="bench_listing")
     choices: dict[str, object] = {r.id: r for r in runs} | {f.name: f for f in folders}
@@ -181,7 +182,8 @@ def _pick_benchmark():
 
     def label(i: str) -> str:
         item = choices[i]
-        return f"{i} · from the command line" if isinstance(item, Path) else f"{item.name} · {item.status} · {i}"
+        # no status here: the table above shows it live, a label would keep the one it had when first drawn
+        return f"{i} · from the command line" if isinstance(item, Path) else f"{item.name} · {i}"
 
     chosen = st.selectbox("Show", ids, key="bench_selected", format_func=label)
     st.session_state["benchmark_id"] = chosen
@@ -199,8 +201,8 @@ def _show_run(run) -> None:
     request = bj.request_of(run)
     st.code(bj.cli_command(request, run.out_dir), language="bash")
     if request.custom is not None:
-        st.caption("Custom settings: " + _describe(request.custom) + f" (saved in {run.out_dir}/settings.json; "
-                   "the command line knows named settings only, so the job registers these under their name)")
+        st.caption("Custom settings: " + _describe(request.custom) + f" (saved in {run.out_dir}/settings.json, "
+                   "which the command above reads)")
     if run.status == "failed":
         st.error(f"This benchmark failed: {run.error}")
     elif run.status == "cancelled":
@@ -229,19 +231,20 @@ def _results_table(results: pd.DataFrame) -> None:
     st.subheader("Scores")
     show_seeds = st.checkbox("Show each mmcrl training seed (mmcrl is the one with the lowest validation loss)",
                              key="bench_training_seeds")
-    table = art.results_table(results, include_training_seeds=show_seeds)
+    table = art.readable_paper_columns(art.results_table(results, include_training_seeds=show_seeds))
     st.dataframe(table, hide_index=True, key="bench_results", column_config={
         c: st.column_config.NumberColumn(format="%.3f") for c in table.columns
-        if table[c].dtype.kind == "f" and c not in ("SHD", "seconds")
-    })
+        if table[c].dtype.kind == "f" and c not in ("SHD", "paper SHD", "seconds")
+    } | {"seconds": st.column_config.NumberColumn("seconds", format="%.2f")})
     reference = art.all_edges_reference(results)
     if reference:
         st.caption("Predicting every allowed cross-modal edge scores cross-modal F1 "
                    + ", ".join(f"{v:.2f} ({k})" for k, v in reference.items())
                    + ": a graph read-out is only informative above that. Baselines have no graph of their own; "
                    "they are scored on a Lasso read-out of their latents.")
-    if table["paper MCC"].isna().all() and table["paper R²"].isna().all() and table["paper SHD"].isna().all():
-        st.caption("The paper reports no numbers for this setting (see the note column where it shows trends).")
+    if not {"paper MCC", "paper R²", "paper SHD"} & set(table.columns):
+        st.caption("The paper reports no numbers for this setting"
+                   + (" (see the note column where it shows trends)." if "paper note" in table.columns else "."))
     with st.expander("Paper experiments our simulator does not cover"):
         for what, figures in NOT_REPRODUCED.items():
             st.markdown(f"- **{what}**: {figures}")
@@ -261,7 +264,7 @@ def _comparison(out_dir, results: pd.DataFrame) -> None:
     truth = art.load_truth(out_dir, setting, int(seed))
     estimate = art.load_method(out_dir, setting, int(seed), method)
     if truth is None or estimate is None:
-        st.info("No saved latents for this combination (benchmarks run from the command line save scores only).")
+        st.info("No saved latents for this combination (the command line saves them with --save-estimates).")
         return
     comparison = art.compare(truth, estimate)
     names = list(truth.adjacency.columns)

@@ -27,6 +27,7 @@ from mmcrl_core.examples import list_examples
 from mmcrl_core.preprocessing import Preprocessor
 from mmcrl_core.problems import DataProblemsError, Problem, problems_frame
 from mmcrl_core.readers import EXCEL_SUFFIXES, excel_sheets, peek_columns
+from mmcrl_core.run_store import list_runs
 from mmcrl_core.uploads import stage_upload
 from mmcrl_core.validation import guess_id_column
 from mmcrl_core.workspace import default_paths
@@ -35,6 +36,8 @@ UPLOAD_TYPES = ["csv", "tsv", "txt", "tab", "parquet", "pq", "xlsx", "xlsm"]
 DETECT = "(detect)"
 NO_COVARIATES = "(none)"
 FLASH = "_data_flash"
+SUMMARY_LABELS = {"missing_cells": "missing cells", "missing_pct": "missing cells (%)",
+                  "columns_with_missing": "columns with missing values"}
 
 paths = default_paths()
 
@@ -57,6 +60,11 @@ def _inspect_wide(path: str, assignment: tuple, id_column: str | None, join: str
 def _decisions(fingerprint: str, _tables: MultimodalTables) -> pd.DataFrame:
     # keyed by the data's fingerprint: hashing the frames themselves would cost as much as the fit
     return Preprocessor.fit(_tables.tables).decisions
+
+
+def _readable_time(stamps: pd.Series) -> pd.Series:
+    """ISO timestamps (UTC) as 'YYYY-MM-DD HH:MM' for tables."""
+    return pd.to_datetime(stamps, utc=True, errors="coerce").dt.strftime("%Y-%m-%d %H:%M").fillna("")
 
 
 def _flash(kind: str, message: str) -> None:
@@ -105,7 +113,7 @@ def _show_tables(tables: MultimodalTables, join: str, key: str) -> None:
     st.markdown(f"**{n:,} subjects** kept ({'all, masked where a modality is missing' if join == 'mask' else 'complete cases'}); "
                 f"{complete:,} have every modality. Subject id column: `{tables.id_column}`.")
     st.subheader("Per-modality summary")
-    st.dataframe(tables.summary(), hide_index=True, width="stretch")
+    st.dataframe(tables.summary(), hide_index=True, width="stretch", column_config=SUMMARY_LABELS)
     if tables.covariates is not None:
         st.caption(f"Covariates kept apart for association tests: {', '.join(map(str, tables.covariates.columns))}")
 
@@ -116,12 +124,13 @@ def _show_tables(tables: MultimodalTables, join: str, key: str) -> None:
     with missing:
         missingness = tables.missingness()
         if missingness["missing_pct"].sum() == 0:
-            st.info("No missing values.")
-        figure = px.bar(missingness, x="column", y="missing_pct", color="modality",
-                        labels={"missing_pct": "missing (%)"}, title="Missing values per column")
-        figure.update_layout(xaxis_tickangle=-60, height=380)
-        st.plotly_chart(figure, key=f"{key}_missing_plot")
-        st.caption("Missing cells are masked out of training, never imputed.")
+            st.info("No missing values.")  # an all-zero bar chart would only be an empty frame
+        else:
+            figure = px.bar(missingness, x="column", y="missing_pct", color="modality",
+                            labels={"missing_pct": "missing (%)"}, title="Missing values per column")
+            figure.update_layout(xaxis_tickangle=-60, height=380)
+            st.plotly_chart(figure, key=f"{key}_missing_plot")
+            st.caption("Missing cells are masked out of training, never imputed.")
     with overlap:
         counts = tables.overlap()
         figure = px.bar(counts, x="subjects", y="modalities", orientation="h",
@@ -335,23 +344,34 @@ def _datasets_tab() -> None:
     if frame.empty:
         st.info("No dataset yet: upload tables or use an example.")
         return
-    st.dataframe(frame.drop(columns=["id"]), hide_index=True, width="stretch")
+    st.dataframe(frame.drop(columns=["id"]).assign(created=_readable_time(frame["created"])), hide_index=True,
+                 width="stretch", column_config={"created": "created (UTC)", "example": "built-in example"})
     ids = frame["id"].tolist()
     names = dict(zip(frame["id"], frame["name"]))
     active = st.session_state.get("dataset_id")
-    st.selectbox("Dataset", ids, index=ids.index(active) if active in ids else 0, format_func=names.get,
+    if active in ids:
+        # follow the active dataset (an example just loaded, an upload just saved, the sidebar)
+        st.session_state["data_pick"] = active
+    elif st.session_state.get("data_pick") not in ids:
+        st.session_state["data_pick"] = ids[0]
+    # picking a dataset here makes it the active one (as the sidebar does): no separate button needed
+    st.selectbox("Dataset (becomes the active dataset)", ids, format_func=names.get,
                  key="data_pick", on_change=_select_callback)
     chosen = st.session_state["data_pick"]
-    st.button("Make active", key="data_make_active", on_click=_select_callback, disabled=chosen == active)
     record = dataset_store.get_dataset(chosen, paths)
     st.dataframe(pd.DataFrame(record.modalities).assign(columns=lambda f: f["columns"].map(len)),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch", column_config={
+                     "name": "modality", "n_subjects": "subjects", "missing_pct": "missing cells (%)"})
     st.caption(f"Id column `{record.id_column}`; stored under `data/{record.folder}`; sources: "
                + ", ".join(f"{s['modality']} ({s['file'] or 'built in'}, sha256 {s['sha256'][:12]}...)"
                            for s in record.sources))
     with st.expander("Rename or delete"):
         st.text_input("New name", value=record.name, key="data_rename")
         st.button("Rename", key="data_rename_button", on_click=_rename_callback, args=(chosen,))
+        trained = len(list_runs(paths, dataset_id=chosen))
+        if trained:
+            st.warning(f"{trained} run(s) were trained on this dataset. Their results stay, but re-running them "
+                       "and relating their latents to the phenotypes need this dataset's files.")
         confirm = st.checkbox("Yes, delete this dataset and its files", key="data_delete_confirm")
         st.button("Delete", key="data_delete", disabled=not confirm, on_click=_delete_callback, args=(chosen,))
     if st.toggle("Show missing values and subject overlap", key="data_details"):

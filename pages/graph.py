@@ -82,6 +82,14 @@ def _pick_run(runs: list[dict]) -> dict:
     return by_id[chosen]
 
 
+def _inspector_phenotypes(run_dir: Path, stamp: float) -> pd.DataFrame | None:
+    """The run's own phenotypes, so the inspector can say what a latent tracks; None if unreadable."""
+    try:
+        return _phenotypes_of_run(str(run_dir), "", stamp)
+    except Exception:  # optional context: the graph is still worth showing without it
+        return None
+
+
 def _pc_controls(run_dir: Path, stamp: float):
     st.caption("PC (causal-learn) over the latents and the phenotypes you pick. Background knowledge: "
                "the modality order, and nothing causes age or sex.")
@@ -117,8 +125,8 @@ def _filters(graph, readout: str, run_dir: Path) -> GraphFilter:
                             help="Share of the runs in this run's group having the edge (1.0 for a lone run).")
     chosen = st.multiselect("Modalities", modalities, default=modalities, key="graph_modalities")
     cross = st.checkbox("Cross-modal edges only", key="graph_cross_only")
-    show_pheno = st.checkbox("Show phenotypes", value=True, key="graph_show_pheno",
-                             disabled=readout == "adjacency")
+    # the learned adjacency has no phenotype nodes: the switch only means something for PC
+    show_pheno = readout == "adjacency" or st.checkbox("Show phenotypes", value=True, key="graph_show_pheno")
     return GraphFilter(min_weight=min_weight, min_support=min_support, modalities=tuple(chosen),
                        cross_modal_only=cross, show_phenotypes=show_pheno)
 
@@ -132,25 +140,55 @@ def _inspector(graph, run_dir: Path, phenotypes: pd.DataFrame | None) -> None:
     node = st.selectbox("Node", nodes, key="graph_inspect",
                         format_func=lambda n: n if graph.nodes[n].get("label") == n else f"{graph.nodes[n]['label']} ({n})")
     info = node_summary(graph, node)
-    st.markdown(f"**{info['kind']}** of modality `{info.get('modality', '')}`")
+    if info["kind"] == PHENOTYPE:
+        st.markdown("**phenotype** (a measured column)")
+    else:
+        st.markdown(f"**{info['kind']}** of modality `{info.get('modality', '')}`")
     st.text(info.get("label", node))  # st.text: user text shown as text, never as markdown / HTML
     if info.get("description"):
         st.text(info["description"])
     if "stability" in info:
-        st.metric("Stability across seeds", f"{info['stability']:.2f}")
+        st.metric("Stability across seeds", f"{info['stability']:.2f}",
+                  help="Mean |r| with its best-matching latent in the group's other runs (1 = found every time).")
     left, right = st.columns(2)
-    with left:
-        st.markdown("Parents")
-        st.dataframe(pd.DataFrame(info["parents"]), hide_index=True, width="stretch")
-    with right:
-        st.markdown("Children")
-        st.dataframe(pd.DataFrame(info["children"]), hide_index=True, width="stretch")
+    for column, title, rows in ((left, "Parents", info["parents"]), (right, "Children", info["children"])):
+        with column:
+            st.markdown(title)
+            if rows:
+                st.dataframe(_neighbours(rows), hide_index=True, width="stretch")
+            else:
+                st.caption("None among the nodes shown.")
     if info["kind"] != PHENOTYPE and phenotypes is not None and not phenotypes.empty:
         st.markdown("Top phenotypes (Spearman)")
         try:
-            st.dataframe(top_phenotypes(run_dir, phenotypes, node), hide_index=True, width="stretch")
+            st.dataframe(_readable_associations(top_phenotypes(run_dir, phenotypes, node)), hide_index=True,
+                         width="stretch")
         except (UserInputError, ValueError) as exc:
             st.caption(f"Not available: {exc}")
+
+
+def _neighbours(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if (frame["label"].astype(str) == frame["node"].astype(str)).all():
+        frame = frame.drop(columns=["label"])  # the same text twice says nothing
+    return frame
+
+
+def _readable_associations(table: pd.DataFrame) -> pd.DataFrame:
+    """q-values as 3.2e-12 rather than 0.000000000003, with the columns named for a reader."""
+    def q_text(q) -> str:
+        if pd.isna(q):
+            return ""
+        if q == 0:
+            return "< 1e-300"  # below what a float holds
+        return f"{q:.1e}" if q < 0.001 else f"{q:.3f}"
+
+    return pd.DataFrame({
+        "phenotype": table["phenotype"].astype(str),
+        "Spearman rho": table["rho"].round(3),
+        "q (BH-adjusted)": table["q"].map(q_text),
+        "subjects": table["n"],
+    })
 
 
 def _downloads(graph) -> None:
@@ -158,7 +196,8 @@ def _downloads(graph) -> None:
     st.caption("The graph as shown (filters applied), with its provenance: run, dataset, seed, config hash, "
                "read-out and threshold.")
     files = {fmt: export_bytes(graph, fmt, stem="graph") for fmt in FORMATS}
-    columns = st.columns(len(FORMATS))
+    per_row = 4  # seven buttons side by side cut their labels short
+    columns = [c for start in range(0, len(files), per_row) for c in st.columns(per_row)]
     for column, (fmt, content) in zip(columns, files.items()):
         if len(content) == 1:
             (name, data), = content.items()
@@ -206,6 +245,7 @@ def main() -> None:
                                           float(min(default, top)), step=(float(top) or 1.0) / 200,
                                           key="graph_threshold")
                 graph, stability_table = _learned(str(run_dir), group_dirs, threshold, stamp)
+                phenotypes = _inspector_phenotypes(run_dir, stamp)
             else:
                 graph, phenotypes = _pc_controls(run_dir, stamp)
         except UserInputError as exc:
@@ -230,7 +270,13 @@ def main() -> None:
         st.iframe(graph_html(shown, static_layout=static, height="640px"), height=720)
         if stability_table is not None:
             with st.expander("Latent stability across the group"):
-                st.dataframe(stability_table, hide_index=True, width="stretch")
+                st.dataframe(stability_table, hide_index=True, width="stretch", column_config={
+                    "stability": st.column_config.NumberColumn("stability (mean matched |r|)", format="%.2f"),
+                    "min_correlation": st.column_config.NumberColumn("lowest matched |r|", format="%.2f"),
+                    "n_runs": "runs",
+                })
+                st.caption("How closely each latent is found again by the other runs of the group: the |r| "
+                           "with its best-matching latent there, 1 = the same latent every time.")
     _inspector(shown, run_dir, phenotypes)
     _downloads(shown)
 

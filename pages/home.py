@@ -32,7 +32,11 @@ metrics[1].metric("Runs", len(summary.runs))
 metrics[2].metric("Runs finished", by_status.get("succeeded", 0))
 st.caption(f"Stored in `{summary.root}` (set MMCRL_HOME to move it).")
 if summary.datasets:
-    st.dataframe(summary.datasets, hide_index=True, width="stretch")
+    st.dataframe(
+        [{"name": d["name"], "subjects": d["n_subjects"],
+          "created (UTC)": str(d["created_at"] or "").replace("T", " ")[:16]} for d in summary.datasets],
+        hide_index=True, width="stretch",
+    )
 else:
     st.info("No dataset yet: open **Data** and load an example in one click, or upload your tables.")
 

@@ -18,7 +18,7 @@ from mmcrl_core import dataset_store
 from mmcrl_core.errors import UserInputError
 from mmcrl_core.hardware import format_seconds
 from mmcrl_core.jobs import get_executor
-from mmcrl_core.run_compare import config_differences, long_curves, zip_run_folder
+from mmcrl_core.run_compare import config_differences, curve_label, long_curves, zip_run_folder
 from mmcrl_core.run_store import (
     FAILED,
     SUCCEEDED,
@@ -61,8 +61,10 @@ def _table(runs, dataset_names: dict[str, str]) -> pd.DataFrame:
     )
 
 
-def _overview() -> None:
+def _overview(polling: bool) -> None:
     runs = executor.runs()
+    if polling and not any(r.is_active for r in runs):
+        st.rerun()  # the last active run ended: redraw the whole page so the details show its outcome
     st.dataframe(_table(runs, _dataset_names()), hide_index=True, width="stretch")
 
 
@@ -77,7 +79,8 @@ def _make_active(run_id: str) -> None:
 def _rerun(run_id: str) -> None:
     run = get_run(run_id, paths)
     spec = run.run_spec
-    name = f"{spec.name} (re-run)" if spec.name else f"re-run of {run.id}"
+    base = (spec.name or "").removesuffix(" (re-run)")  # a re-run of a re-run is not "(re-run) (re-run)"
+    name = f"{base} (re-run)" if base else f"re-run of {run.id}"
     new_id = executor.submit(spec.model_copy(update={"run_id": None, "group_id": None, "name": name}))
     st.session_state["runs_pick"] = new_id
     _flash("success", f"Started {new_id} with the same configuration.")
@@ -109,13 +112,16 @@ def _curves(runs, key: str) -> None:
         st.caption("No training curves yet.")
         return
     if len(runs) == 1:
-        figure = px.line(curves, x="epoch", y="value", color="curve")
+        figure = px.line(curves.assign(curve=curves["curve"].map(curve_label)), x="epoch", y="value", color="curve",
+                         labels={"value": "loss (lower is better)"})
     else:
         names = list(dict.fromkeys(curves["curve"]))
         curve = st.selectbox(
-            "Curve", names, index=names.index("val_loss") if "val_loss" in names else 0, key=f"{key}_curve"
+            "Curve", names, index=names.index("val_loss") if "val_loss" in names else 0, key=f"{key}_curve",
+            format_func=curve_label,
         )
-        figure = px.line(curves[curves["curve"] == curve], x="epoch", y="value", color="run", title=curve)
+        figure = px.line(curves[curves["curve"] == curve], x="epoch", y="value", color="run",
+                         title=curve_label(curve), labels={"value": curve_label(curve)})
     figure.update_layout(height=340, margin={"t": 40, "b": 10})
     st.plotly_chart(figure, key=f"{key}_chart")
 
@@ -133,6 +139,8 @@ def _detail(runs) -> None:
     st.markdown(f"**Status:** {run.status}" + (f" (exit code {run.exit_code})" if run.exit_code else ""))
     if run.status == FAILED and run.error:
         st.error(run.error)
+    if run.status == SUCCEEDED and _outcome(run):
+        st.caption(_outcome(run))
     buttons = st.columns(4)
     if run.status == SUCCEEDED:
         buttons[0].button("Make active", key="runs_activate", on_click=_make_active, args=(run.id,),
@@ -157,6 +165,22 @@ def _detail(runs) -> None:
             st.code(shlex.join(run.command), language="bash")
     with st.expander("Log (last lines)", expanded=run.status == FAILED):
         st.code(read_tail(log_path(run), 40) or "(no output)")
+
+
+def _outcome(run) -> str:
+    """One sentence on how training went, from the metrics the run recorded."""
+    m = run.metrics
+    parts = []
+    if m.get("best_val_loss") is not None:
+        parts.append(f"best validation loss {float(m['best_val_loss']):.4f}"
+                     + (f" at epoch {m['best_epoch']}" if m.get("best_epoch") is not None else ""))
+    epochs_planned = run.spec.get("train", {}).get("epochs")
+    if m.get("stopped_early"):
+        parts.append(f"stopped early (validation loss no longer improving; {epochs_planned} epochs allowed)")
+    if m.get("cross_modal_edges") is not None:
+        parts.append(f"{m['cross_modal_edges']} cross-modal and {m.get('within_modality_edges', 0)} "
+                     "within-modality edges in the learned graph")
+    return ("Outcome: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _compare(runs) -> None:
@@ -184,7 +208,7 @@ if not all_runs:
     st.info("No run yet: start one on the **Train** page.")
     st.stop()
 active = any(r.is_active for r in all_runs)
-st.fragment(_overview, run_every="2s" if active else None)()
+st.fragment(_overview, run_every="2s" if active else None)(active)
 detail_tab, compare_tab = st.tabs(["Details", "Compare"])
 with detail_tab:
     _detail(all_runs)

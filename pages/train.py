@@ -20,9 +20,17 @@ from mmcrl_core.jobs import (
     get_executor,
     submit_group,
 )
-from mmcrl_core.run_compare import long_curves
+from mmcrl_core.run_compare import curve_label, long_curves
 from mmcrl_core.run_setup import build_spec, latent_grid, parse_int_list
-from mmcrl_core.run_store import ACTIVE_STATUSES, FAILED, get_run, list_runs, progress, progress_summary
+from mmcrl_core.run_store import (
+    ACTIVE_STATUSES,
+    FAILED,
+    SUCCEEDED,
+    get_run,
+    list_runs,
+    progress,
+    progress_summary,
+)
 from mmcrl_core.workspace import default_paths
 
 WATCH = "train_watch"  # run ids started from this page in this session
@@ -115,8 +123,12 @@ def _settings(record):
             "depth": cols[4].number_input("hidden layers", min_value=1, max_value=8, value=3, key="train_depth"),
         }
     names = record.modality_names
+    if st.session_state.get("train_order_dataset") != record.id:
+        # another dataset: its own modalities, not what is left of the previous dataset's order
+        st.session_state["train_order"] = names
+        st.session_state["train_order_dataset"] = record.id
     order = st.multiselect(
-        "Causal order of modalities (earliest first)", names, default=names, key="train_order",
+        "Causal order of modalities (earliest first)", names, key="train_order",
         help="Edges may go from an earlier modality to a later one, never back.",
     )
     cols = st.columns(5)
@@ -166,10 +178,12 @@ def _curves(runs) -> None:
     if curves.empty:
         return
     if len(runs) == 1:
-        figure = px.line(curves, x="epoch", y="value", color="curve", title="Loss curves")
+        figure = px.line(curves.assign(curve=curves["curve"].map(curve_label)), x="epoch", y="value",
+                         color="curve", title="Loss curves", labels={"value": "loss (lower is better)"})
     else:
         shown = curves[curves["curve"] == "val_loss"] if (curves["curve"] == "val_loss").any() else curves
-        figure = px.line(shown, x="epoch", y="value", color="run", title="Validation loss")
+        figure = px.line(shown, x="epoch", y="value", color="run", title="Validation loss",
+                         labels={"value": "validation loss"})
     figure.update_layout(height=320, margin={"t": 40, "b": 10})
     st.plotly_chart(figure, key="train_curves")
 
@@ -191,6 +205,8 @@ def _live(polling: bool) -> None:
             f"**{run.label}**: {run.status}, epoch {summary['epoch']}/{summary['epochs'] or '?'}"
             + (f", best validation loss {best:.4f}" if best is not None else "")
             + (f", about {format_seconds(summary['eta_s'])} left" if summary["eta_s"] is not None else "")
+            # a finished run short of its epochs would otherwise look cut off
+            + (", stopped early: the validation loss had stopped improving" if run.metrics.get("stopped_early") else "")
         )
         left, right = st.columns([6, 1])
         left.progress(summary["fraction"], text=text)
@@ -204,6 +220,19 @@ def _live(polling: bool) -> None:
         chosen = best_run(group, paths) if group and not any(r.is_active for r in watched) else None
         if chosen is not None:
             st.success(f"Lowest validation loss in this group: **{chosen.label}** ({chosen.val_loss:.4f}).")
+        elif len(watched) == 1 and watched[0].status == SUCCEEDED:
+            chosen = watched[0]
+        if chosen is not None:
+            # without this the Latents and Causal graph pages keep showing the previously active run
+            st.button(
+                "Make it the active run (for Latents and Causal graph)", key="train_make_active", on_click=_make_active,
+                args=(chosen.id,), disabled=st.session_state.get("run_id") == chosen.id,
+                help="Makes it the active run in the sidebar",
+            )
+
+
+def _make_active(run_id: str) -> None:
+    st.session_state["run_id"] = run_id
 
 
 st.title("Train")

@@ -254,3 +254,11 @@ def test_progress_bars_in_the_log_read_as_words():
     assert bj.readable_log_line("  0%|          | 0/4 [00:00<?, ?method/s]") == "method 1 of 4"
     assert bj.readable_log_line("wrote /tmp/b/results.csv and /tmp/b/results.md") == "writing the results"
     assert bj.readable_log_line("a plain line") == "a plain line"
+
+
+def test_paper_columns_for_display_blank_where_missing_and_dropped_when_empty():
+    table = pd.DataFrame({"method": ["mmcrl", "pca"], "paper MCC": [0.84, None], "paper R²": [None, None],
+                          "paper SHD": [3.0, None], "paper note": ["", ""]})
+    shown = art.readable_paper_columns(table)
+    assert list(shown.columns) == ["method", "paper MCC", "paper SHD"]
+    assert shown["paper MCC"].tolist() == ["0.84", ""] and shown["paper SHD"].tolist() == ["3", ""]

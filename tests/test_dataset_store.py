@@ -103,3 +103,17 @@ def test_default_example_is_stored_once(paths):
     dataset_store.delete_dataset(record.id, paths)
     assert dataset_store.ensure_default_example(paths) is None  # the user deleted it: not brought back
     assert dataset_store.list_datasets(paths) == []
+
+
+def test_delete_is_refused_while_a_run_trains_on_the_dataset(paths):
+    from mmcrl_core.run_store import CANCELLED, create_run, finish_run
+    from tests.jobs_fixtures import tiny_spec
+
+    record = dataset_store.save_example("linnerud", paths)
+    run = create_run(tiny_spec(paths, record), paths=paths)  # queued counts as training
+    with pytest.raises(UserInputError, match="training on"):
+        dataset_store.delete_dataset(record.id, paths)
+    assert dataset_store.get_dataset(record.id, paths)
+    finish_run(run.id, CANCELLED, paths)
+    dataset_store.delete_dataset(record.id, paths)
+    assert dataset_store.list_datasets(paths) == []

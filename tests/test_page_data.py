@@ -113,3 +113,37 @@ def test_wide_table_split_by_prefix_and_saved(workspace):
     assert not app.exception
     [record] = dataset_store.list_datasets(workspace)
     assert record.name == "cohort" and record.modality_names == ["blood", "sleep"]
+
+
+def test_your_datasets_follows_the_dataset_just_loaded(workspace):
+    app = run_page()
+    app.button(key="example_linnerud").click().run()
+    app.button(key="example_diabetes").click().run()
+    assert not app.exception
+    diabetes = next(d for d in dataset_store.list_datasets(workspace) if d.meta.get("example") == "diabetes")
+    # the manage tab shows the active dataset, not the one picked before the example was loaded
+    assert app.session_state["dataset_id"] == diabetes.id
+    assert app.selectbox(key="data_pick").value == diabetes.id
+
+
+def test_no_empty_missing_values_chart_when_nothing_is_missing(workspace):
+    app = run_page()
+    app.file_uploader(key="data_files").set_value([
+        ("blood.csv", csv_bytes(["hdl", "ldl"]), "text/csv"),
+        ("sleep.csv", csv_bytes(["ahi", "tst"], seed=1), "text/csv"),
+    ])
+    app.run()
+    assert not app.exception
+    assert "No missing values." in texts(app.info)
+    assert not [c for c in app.get("plotly_chart") if "missing" in (c.proto.id or "")]
+
+
+def test_delete_warns_when_runs_were_trained_on_the_dataset(workspace):
+    from mmcrl_core.run_store import SUCCEEDED, create_run, finish_run
+    from tests.jobs_fixtures import tiny_spec
+
+    paths = workspace.ensure()
+    record = dataset_store.save_example("linnerud", paths)
+    finish_run(create_run(tiny_spec(paths, record), paths=paths).id, SUCCEEDED, paths)
+    app = run_page()
+    assert "1 run(s) were trained on this dataset" in texts(app.warning)

@@ -71,9 +71,10 @@ def test_node_inspector_shows_parents_children_and_text(workspace):
     at = start(workspace, "run-a")
     at.selectbox(key="graph_inspect").set_value("sleep:1").run()
     assert HOSTILE in [t.value for t in at.text]
-    frames = at.dataframe
-    children = frames[1].value
-    assert set(children["node"]) == {"sleep:3", "retina:1"}
+    neighbours = [f.value for f in at.dataframe if "node" in f.value.columns]
+    assert len(neighbours) == 1  # sleep:1 has children only: no empty parents grid
+    assert "None among the nodes shown." in captions(at)
+    assert set(neighbours[0]["node"]) == {"sleep:3", "retina:1"}
 
 
 def _run_pc(at: AppTest, columns: list[str]) -> AppTest:
@@ -107,3 +108,15 @@ def test_pc_readout_with_phenotypes_of_the_runs_data(workspace):
     assert "7 nodes" in captions(at)
     at.selectbox(key="graph_inspect").set_value("sleep:1").run()
     assert "age" in set(at.dataframe[-1].value["phenotype"])  # top phenotypes of sleep:1
+
+
+def test_inspector_names_top_phenotypes_of_a_latent_in_the_learned_graph(workspace):
+    make_run_folder(workspace.models_dir / "run-a", run_id="run-a")
+    at = start(workspace, "run-a")
+    at.selectbox(key="graph_inspect").set_value("sleep:1").run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert list(table.columns) == ["phenotype", "Spearman rho", "q (BH-adjusted)", "subjects"]
+    assert "age" in set(table["phenotype"])
+    # q-values read as numbers a person can compare, never 0.000000000000001
+    assert all(len(q) <= 8 for q in table["q (BH-adjusted)"])

@@ -84,6 +84,8 @@ def test_succeeded_run_detail_has_config_curves_and_download(runs, app):
     assert app.get("plotly_chart")
     assert any(w.key == "runs_download" for w in app.get("download_button"))
     assert any("--run-id" in c.value for c in app.code)
+    outcome = f"Outcome: best validation loss {runs[0].val_loss:.4f}"
+    assert any(c.value.startswith(outcome) for c in app.caption)
     app.button(key="runs_activate").click().run()
     assert app.session_state["run_id"] == runs[0].id
 
@@ -106,6 +108,11 @@ def test_rerun_starts_the_same_configuration(runs, app, workspace):
     rerun = LocalSubprocessExecutor(workspace).wait(new_id, timeout=60)
     assert rerun.status == SUCCEEDED
     assert config_differences([runs[0], rerun]).empty
+    # a re-run of the re-run keeps one suffix
+    app.button(key="runs_rerun").click().run()
+    again = get_run(app.session_state["runs_pick"], workspace)
+    assert again.name == rerun.name and again.name.count("(re-run)") == 1
+    LocalSubprocessExecutor(workspace).wait(again.id, timeout=60)
 
 
 def test_delete_needs_confirmation_and_removes_the_folder(runs, app, workspace):

@@ -89,6 +89,10 @@ def test_start_runs_shows_progress_and_curves(dataset, fake_training, app, works
     app.run()
     assert "succeeded, epoch 5/5" in texts(app)
     assert app.get("plotly_chart")
+    # one click makes the finished run the one the Latents and Causal graph pages show
+    app.button(key="train_make_active").click().run()
+    assert app.session_state["run_id"] == run_id
+    assert app.button(key="train_make_active").disabled
 
 
 @pytest.mark.slow
@@ -168,3 +172,18 @@ def test_real_training_from_the_page(dataset, app, workspace):
     assert run.status == SUCCEEDED, run.error
     app.run()
     assert "succeeded, epoch 3/3" in texts(app)
+
+
+def test_switching_dataset_resets_the_causal_order(workspace, app):
+    from mmcrl_core import dataset_store
+
+    first = dataset_store.save_example("linnerud", workspace)
+    second = dataset_store.save_example("diabetes", workspace)
+    app.session_state["dataset_id"] = first.id
+    app.run()
+    assert app.multiselect(key="train_order").value == first.modality_names
+    app.selectbox(key="train_dataset").set_value(second.id).run()
+    assert not app.exception
+    # the order follows the new dataset instead of keeping only the modalities both share
+    assert app.multiselect(key="train_order").value == second.modality_names
+    assert not app.error
