@@ -19,7 +19,7 @@ class PaperResult:
     note: str = ""
 
 
-SOURCE = "Sun et al., ICLR 2025 (arXiv 2411.06518); METHOD.md section 5"
+SOURCE = "Sun et al., ICLR 2025 (arXiv 2411.06518), section 5 and appendix"
 
 PAPER_RESULTS: dict[str, PaperResult] = {
     "case1": PaperResult(shd=0, note="high MCC (bars only); cross-modal graph exactly recovered (SHD 0)"),
