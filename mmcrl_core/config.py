@@ -61,7 +61,9 @@ class ModelConfig(_Strict):
     recon_variance: float = Field(0.3, gt=0, description="Gaussian variance per standardised column")
     a_rec: float = Field(1.0, ge=0, description="weight of the reconstruction term")
     a_ind: float = Field(1.0, ge=0, description="weight of the KL (independence) term")
-    a_sp: float = Field(0.01, ge=0, description="weight of the group lasso on cross-modal edges")
+    a_sp: float = Field(
+        0.03, ge=0, description="weight of the group lasso on cross-modal edge strengths (path norms, tuned on the simulations)"
+    )
     causal_order: list[str] | None = Field(
         None, description="modality tiers, earliest first; None: the order the modalities are listed"
     )
@@ -70,8 +72,11 @@ class ModelConfig(_Strict):
         0.25, gt=0, le=1, description="keep a cross-modal edge whose strength exceeds this x the strongest"
     )
     encoder: str = Field("mlp", description="encoder kind (mmcrl_core.model.ENCODERS)")
+    standardise_codes: bool = Field(
+        False, description="batch-standardise posterior means (BN-VAE); off: it lowered MCC on the simulations"
+    )
     flow_l2: float = Field(
-        1e-3, ge=0, description="L2 on the conditioners' output layers (stops the edge-strength gauge escape)"
+        1e-3, ge=0, description="L2 on the conditioners' output layers (keeps the flow's scales bounded)"
     )
     refit_steps: int = Field(600, ge=0, description="Adam steps of the read-out flow refit on the latents")
     refit_penalty: float = Field(
@@ -86,11 +91,13 @@ class TrainConfig(_Strict):
     lr_step: int = Field(100, ge=1, description="StepLR step (epochs)")
     lr_gamma: float = Field(0.5, gt=0, le=1)
     patience: int = Field(20, ge=1, description="early stopping on validation loss")
+    min_epochs: int = Field(0, ge=0, description="no early stop before this epoch (the first epochs are noisy)")
     val_fraction: float = Field(0.2, gt=0, lt=0.9)
     seed: int = 0
     split_seed: int | None = Field(
         None, description="seed of the train/validation split; None: seed (fit_seeds keeps one split)"
     )
+    kl_warmup: int = Field(0, ge=0, description="epochs over which the KL weight rises linearly to a_ind")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch threads; None: cores / concurrent runs")
     missing: Literal["mask", "complete"] = Field(

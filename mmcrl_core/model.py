@@ -11,10 +11,10 @@ Pieces:
   cells) + a Monte-Carlo KL E_q[log q(z, eta | x) - log p_flow(z) - log N(eta; 0, I)] + a group
   lasso on cross-modal edge strengths.
 
-Edge strength j -> i is the norm of parent j's first-layer weights in latent i's conditioner. The
-conditioner sees parents standardised with batch statistics (no affine), so rescaling z cannot
-shrink it; an L2 penalty on the conditioner's output layer stops the other escape (shrink the
-first layer, grow the second), as in NOTEARS-MLP.
+Edge strength j -> i is the norm of parent j's first-layer weights in latent i's conditioner, times
+the norm of that conditioner's output layer. The conditioner sees parents standardised with batch
+statistics (no affine), so rescaling z cannot shrink it, and the product cannot be shrunk by moving
+scale between the two layers (LeakyReLU is positively homogeneous); see CausalFlow.edge_strengths.
 """
 
 from __future__ import annotations
@@ -176,8 +176,15 @@ class CausalFlow(nn.Module):
         return -0.5 * (eps.pow(2) + LOG_2PI).sum(1) + logdet
 
     def edge_strengths(self) -> Tensor:
-        """[parent, child] group norms of first-layer weights; exactly 0 where not allowed."""
-        return self.masked_w1().norm(dim=2)
+        """[parent, child]: norm of parent j's first-layer weights in child i's conditioner times the
+        norm of i's output layer (a path norm); exactly 0 where not allowed.
+
+        The product is what makes the strength a property of the function: LeakyReLU is positively
+        homogeneous, so (W1, b1) * c with W2 / c is the same conditioner, and a bare first-layer
+        norm could be shrunk at no cost (the gauge escape of METHOD 3b); it also makes strengths
+        of edges into different children comparable, which the relative read-out rule needs.
+        """
+        return self.masked_w1().norm(dim=2) * self.w2.norm(dim=(1, 2))[None, :]
 
     def group_lasso(self, which: Tensor) -> Tensor:
         return (self.edge_strengths() * which.float()).sum()
@@ -214,6 +221,13 @@ class MultimodalCRL(nn.Module):
         self.names = [layout.name for layout in layouts]
         counts = [layout.latents for layout in layouts]
         self.encoders = nn.ModuleList([ENCODERS[config.encoder](lay, config) for lay in layouts])
+        # Optional (ModelConfig.standardise_codes): posterior means standardised over the batch, as in
+        # BN-VAE, so no code can collapse to the prior. It did stop collapsed latents on the
+        # simulations but lowered MCC overall (case1 0.65 vs 0.99), so it is off by default.
+        self.code_norms = nn.ModuleList(
+            [nn.BatchNorm1d(lay.code_dim, affine=False) if config.standardise_codes else nn.Identity()
+             for lay in layouts]
+        )
         self.decoders = nn.ModuleList([MLPDecoder(lay, config) for lay in layouts])
         allowed = allowed_parents(counts)
         self.register_buffer("cross_modal", cross_modal_mask(counts) & allowed)
@@ -225,16 +239,29 @@ class MultimodalCRL(nn.Module):
 
     def encode(self, xs: list[Tensor], masks: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
         """Posterior (mean, logvar) of (z, eta) per modality; xs have NaN replaced by 0."""
-        return [enc(x, m) for enc, x, m in zip(self.encoders, xs, masks)]
+        posts = []
+        for enc, norm, x, m in zip(self.encoders, self.code_norms, xs, masks):
+            mean, logvar = enc(x, m)
+            posts.append((norm(mean) if mean.shape[0] > 1 or not self.training else mean, logvar))
+        return posts
 
     def posterior_mean_latents(self, xs: list[Tensor], masks: list[Tensor]) -> Tensor:
         posts = self.encode(xs, masks)
         return torch.cat([mean[:, : lay.latents] for (mean, _), lay in zip(posts, self.layouts)], dim=1)
 
-    def loss(self, xs: list[Tensor], masks: list[Tensor], generator: torch.Generator | None = None) -> dict:
+    def loss(
+        self,
+        xs: list[Tensor],
+        masks: list[Tensor],
+        generator: torch.Generator | None = None,
+        kl_scale: float = 1.0,
+    ) -> dict:
         """Loss terms averaged over the batch. `generator` fixes the reparameterisation noise
-        (used for a validation loss that does not jitter between epochs)."""
+        (used for a validation loss that does not jitter between epochs); `kl_scale` < 1 during a
+        KL warm-up (the reported terms are unscaled)."""
         cfg = self.config
+        # whatever sits in a masked cell (0, junk) must not reach the encoder or the loss
+        xs = [torch.where(m.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device)) for x, m in zip(xs, masks)]
         posts = self.encode(xs, masks)
         rec = xs[0].new_zeros(())
         log_q = xs[0].new_zeros(xs[0].shape[0])
@@ -253,7 +280,7 @@ class MultimodalCRL(nn.Module):
         log_p_z = self.flow.log_prob(torch.cat(zs, dim=1))
         kl = (log_q - log_p_z - log_p_eta).mean()
         sparsity = self.flow.group_lasso(self.cross_modal)
-        loss = cfg.a_rec * rec + cfg.a_ind * kl + cfg.a_sp * sparsity + cfg.flow_l2 * self.flow.output_l2()
+        loss = cfg.a_rec * rec + kl_scale * cfg.a_ind * kl + cfg.a_sp * sparsity + cfg.flow_l2 * self.flow.output_l2()
         return {"loss": loss, "rec": rec.detach(), "kl": kl.detach(), "sparsity": sparsity.detach()}
 
 

@@ -1,0 +1,328 @@
+"""Training loop: split, mini-batches, Adam + StepLR, early stopping, best-weights restore, and
+the graph read-out rule fixed in advance (METHOD 3b).
+
+`fit` takes already standardised float32 arrays (NaN = missing), one per modality with the same
+rows, and reports progress through a callback; it touches no files and no store.
+
+Graph read-out (decided before seeing results, METHOD 3b): refit a fresh causal flow on the
+standardised posterior-mean latents with a group lasso (ModelConfig.refit_penalty) on every allowed
+edge; edge strength = path norm of the edge in its child's conditioner (CausalFlow.edge_strengths);
+- keep a cross-modal edge j -> i when its strength > edge_rule x the strongest cross-modal edge;
+- keep a within-modality edge when its strength > edge_rule x the strongest within-modality edge.
+Within-modality edges are reported for completeness only: the method does not promise them
+(latents are identified up to a permutation inside a modality).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import RunSpec
+from .errors import UserInputError
+from .model import ModalityLayout, MultimodalCRL, build_model, refit_flow, split_missing
+
+ProgressFn = Callable[[dict], None]
+EVAL_CHUNK = 8192
+
+
+@dataclass
+class FitResult:
+    model: MultimodalCRL
+    latent_names: list[str]
+    latents: np.ndarray
+    edge_strengths: np.ndarray
+    adjacency: np.ndarray
+    history: pd.DataFrame
+    best_val_loss: float
+    best_epoch: int
+    device: str
+    seconds: float
+    train_index: np.ndarray
+    val_index: np.ndarray
+    layouts: list[ModalityLayout] = field(default_factory=list)
+    seed: int = 0
+    stopped_early: bool = False
+    readout: dict = field(default_factory=dict)
+    ids: np.ndarray | None = None
+
+    @property
+    def cross_modal(self) -> np.ndarray:
+        return self.model.cross_modal.cpu().numpy()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was requested but no CUDA GPU is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def layouts_for(data: dict[str, np.ndarray], spec: RunSpec) -> list[ModalityLayout]:
+    by_name = {m.name: m for m in spec.modalities}
+    missing = [name for name in by_name if name not in data]
+    if missing:
+        raise UserInputError(f"no data given for modality {', '.join(missing)}")
+    extra = [name for name in data if name not in by_name]
+    if extra:
+        raise UserInputError(f"data given for modality {', '.join(extra)} that the run spec does not list")
+    return [
+        ModalityLayout(name, int(data[name].shape[1]), by_name[name].latents, by_name[name].nuisance)
+        for name in spec.modality_order()
+    ]
+
+
+def split_rows(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _check_arrays(arrays: list[np.ndarray], names: list[str]) -> int:
+    rows = {a.shape[0] for a in arrays}
+    if len(rows) != 1:
+        raise UserInputError("every modality must have the same rows (subjects) in the same order")
+    for arr, name in zip(arrays, names):
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise UserInputError(f"modality {name} has no numeric columns")
+        if np.isinf(arr).any():
+            raise UserInputError(f"modality {name} contains infinite values")
+    n = rows.pop()
+    if n < 10:
+        raise UserInputError(f"only {n} subjects: at least 10 are needed to train")
+    return n
+
+
+class _Batches:
+    """Row-indexed access to the modalities, moving only the rows asked for to the device."""
+
+    def __init__(self, arrays: list[np.ndarray], device: torch.device):
+        self.device = device
+        self.tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+        total_bytes = sum(t.numel() * 4 for t in self.tensors)
+        # on a GPU, small data lives there once; on a CPU nothing is copied
+        if device.type == "cuda" and total_bytes < 2**30:
+            self.tensors = [t.to(device) for t in self.tensors]
+
+    def get(self, rows: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        index = torch.from_numpy(rows).to(self.tensors[0].device)
+        xs, masks = [], []
+        for t in self.tensors:
+            x, m = split_missing(t.index_select(0, index).to(self.device, non_blocking=True))
+            xs.append(x)
+            masks.append(m)
+        return xs, masks
+
+
+def _evaluate(model: MultimodalCRL, batches: _Batches, rows: np.ndarray, seed: int) -> dict:
+    """Validation loss with fixed reparameterisation noise, so epochs are comparable."""
+    model.eval()
+    gen = torch.Generator(device=batches.device).manual_seed(seed + 7919)
+    totals = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sparsity": 0.0}
+    with torch.no_grad():
+        for start in range(0, len(rows), EVAL_CHUNK):
+            chunk = rows[start : start + EVAL_CHUNK]
+            xs, masks = batches.get(chunk)
+            terms = model.loss(xs, masks, generator=gen)
+            for key in ("loss", "rec", "kl"):
+                totals[key] += float(terms[key]) * len(chunk) / len(rows)
+            totals["sparsity"] = float(terms["sparsity"])  # a property of the weights, not the rows
+    model.train()
+    return totals
+
+
+def posterior_latents(model: MultimodalCRL, batches: _Batches, n: int) -> np.ndarray:
+    """Posterior-mean latents for all rows; NaN where a subject has no data for a modality."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, EVAL_CHUNK):
+            rows = np.arange(start, min(n, start + EVAL_CHUNK))
+            xs, masks = batches.get(rows)
+            z = model.posterior_mean_latents(xs, masks)
+            parts, col = [], 0
+            for lay, m in zip(model.layouts, masks):
+                block = z[:, col : col + lay.latents]
+                absent = m.sum(1) == 0
+                parts.append(torch.where(absent[:, None], torch.full_like(block, float("nan")), block))
+                col += lay.latents
+            out.append(torch.cat(parts, dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+def read_out_graph(
+    model: MultimodalCRL, latents: np.ndarray, spec: RunSpec, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The fixed-in-advance rule of the module docstring: (strengths, adjacency, info)."""
+    cfg = spec.model
+    complete = ~np.isnan(latents).any(axis=1)
+    z = torch.from_numpy(latents[complete].astype(np.float32))
+    if z.shape[0] < 2:
+        k = latents.shape[1]
+        return np.zeros((k, k)), np.zeros((k, k)), {"rule": "none: fewer than 2 complete subjects"}
+    z = ((z - z.mean(0)) / z.std(0).clamp(min=1e-6)).to(device)
+    allowed = model.flow.allowed.bool()
+    flow, nll = refit_flow(
+        z, allowed, cfg.flow_hidden, penalised=allowed, penalty=cfg.refit_penalty, output_l2=cfg.flow_l2,
+        steps=cfg.refit_steps, seed=spec.train.seed,
+    )
+    strengths = flow.edge_strengths().detach().cpu().numpy().astype(float)
+    cross = model.cross_modal.cpu().numpy()
+    within = allowed.cpu().numpy() & ~cross
+    adjacency = np.zeros_like(strengths)
+    for which in (cross, within):
+        if which.any():
+            top = strengths[which].max()
+            keep = which & (strengths > cfg.edge_rule * top) & (top > 0)
+            adjacency[keep] = strengths[keep]
+    info = {
+        "rule": (
+            f"refit causal flow on standardised posterior-mean latents ({cfg.refit_steps} steps, group lasso "
+            f"{cfg.refit_penalty} on all edges); keep a cross-modal edge when strength > {cfg.edge_rule} x the "
+            f"strongest cross-modal edge, a within-modality edge when > {cfg.edge_rule} x the strongest "
+            "within-modality edge"
+        ),
+        "edge_rule": cfg.edge_rule,
+        "refit_nll": nll,
+    }
+    return strengths, adjacency, info
+
+
+def fit(
+    data: dict[str, np.ndarray],
+    spec: RunSpec,
+    progress: ProgressFn | None = None,
+    ids: np.ndarray | None = None,
+) -> FitResult:
+    started = time.perf_counter()
+    tc = spec.train
+    layouts = layouts_for(data, spec)
+    arrays = [data[lay.name] for lay in layouts]
+    n = _check_arrays(arrays, [lay.name for lay in layouts])
+    torch.set_num_threads(tc.threads or os.cpu_count() or 1)
+    device = resolve_device(tc.device)
+    torch.manual_seed(tc.seed)
+    np_rng = np.random.default_rng(tc.seed)
+
+    train_idx, val_idx = split_rows(n, tc.val_fraction, tc.seed if tc.split_seed is None else tc.split_seed)
+    if tc.missing == "complete":
+        complete = np.all([~np.isnan(a).any(axis=1) for a in arrays], axis=0)
+        train_idx, val_idx = train_idx[complete[train_idx]], val_idx[complete[val_idx]]
+        if len(train_idx) < 2 or len(val_idx) < 1:
+            raise UserInputError("too few subjects with every modality complete; use missing='mask'")
+    batches = _Batches(arrays, device)
+    model = build_model(layouts, spec.model).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=tc.lr_step, gamma=tc.lr_gamma)
+    batch_size = min(tc.batch_size, len(train_idx))
+
+    rows: list[dict] = []
+    best_val, best_epoch, best_state, stale = math.inf, 0, None, 0
+    stopped_early = False
+    for epoch in range(1, tc.epochs + 1):
+        epoch_start = time.perf_counter()
+        order = np_rng.permutation(train_idx)
+        sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sparsity": 0.0}
+        n_batches = 0
+        # drop a ragged last batch of one row: batch statistics need at least two
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            if len(chunk) < 2:
+                continue
+            xs, masks = batches.get(chunk)
+            terms = model.loss(xs, masks, kl_scale=min(1.0, epoch / tc.kl_warmup) if tc.kl_warmup else 1.0)
+            optimiser.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimiser.step()
+            for key in sums:
+                sums[key] += float(terms[key].detach())
+            n_batches += 1
+        scheduler.step()
+        val = _evaluate(model, batches, val_idx, tc.seed)
+        if not math.isfinite(val["loss"]):
+            raise FloatingPointError(f"validation loss became {val['loss']} at epoch {epoch}")
+        if val["loss"] < best_val:
+            best_val, best_epoch, stale = val["loss"], epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        seconds = time.perf_counter() - epoch_start
+        row = {
+            "epoch": epoch,
+            "epochs": tc.epochs,
+            "train_loss": sums["loss"] / max(1, n_batches),
+            "val_loss": val["loss"],
+            "rec": val["rec"],
+            "kl": val["kl"],
+            "sparsity": val["sparsity"],
+            "best_val_loss": best_val,
+            "lr": optimiser.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
+        rows.append(row)
+        if progress is not None:
+            mean_seconds = (time.perf_counter() - started) / epoch
+            progress({**row, "eta_seconds": mean_seconds * (tc.epochs - epoch)})
+        if stale >= tc.patience and epoch >= tc.min_epochs:
+            stopped_early = True
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    latents = posterior_latents(model, batches, n)
+    strengths, adjacency, readout = read_out_graph(model, latents, spec, device)
+    return FitResult(
+        model=model.cpu(),
+        latent_names=spec.latent_names(),
+        latents=latents,
+        edge_strengths=strengths,
+        adjacency=adjacency,
+        history=pd.DataFrame(rows),
+        best_val_loss=float(best_val),
+        best_epoch=best_epoch,
+        device=str(device),
+        seconds=time.perf_counter() - started,
+        train_index=train_idx,
+        val_index=val_idx,
+        layouts=layouts,
+        seed=tc.seed,
+        stopped_early=stopped_early,
+        readout=readout,
+        ids=ids,
+    )
+
+
+def fit_seeds(
+    data: dict[str, np.ndarray],
+    spec: RunSpec,
+    seeds: Sequence[int],
+    progress: ProgressFn | None = None,
+    ids: np.ndarray | None = None,
+) -> list[FitResult]:
+    """One fit per seed on the same train/validation split, so validation losses compare."""
+    split_seed = spec.train.seed if spec.train.split_seed is None else spec.train.split_seed
+    results = []
+    for seed in seeds:
+        seeded = spec.model_copy(
+            update={"train": spec.train.model_copy(update={"seed": int(seed), "split_seed": split_seed})}
+        )
+        seed_progress = None if progress is None else (lambda ev, s=seed: progress({**ev, "seed": s}))
+        results.append(fit(data, seeded, seed_progress, ids))
+    return results
+
+
+def select_best(results: Sequence[FitResult]) -> FitResult:
+    """Lowest validation loss (METHOD 3b: it picked the best-MCC seed in most cases)."""
+    if not results:
+        raise ValueError("no results to choose from")
+    return min(results, key=lambda r: r.best_val_loss)
