@@ -148,6 +148,8 @@ def _read_sources(spec: RunSpec, id_column: str | None) -> dict[str, pd.DataFram
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
+    from .run_writer import MODEL_FORMAT
+
     run_dir = Path(run_dir)
     try:
         manifest = rf.read_manifest(run_dir)
@@ -159,7 +161,15 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     layouts = [ModalityLayout(**item) for item in manifest["model_layout"]]
     model = build_model(layouts, spec.model)
     state = torch.load(run_dir / rf.MODEL, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        # the network changed shape since this run was saved: say so in the user's words
+        raise UserInputError(
+            f"run {manifest.get('run_id', run_dir.name)} was saved by an earlier version of mmcrl's model "
+            f"(model format {manifest.get('model_format', 'unknown')}, this version reads {MODEL_FORMAT}); "
+            "re-run it (Runs page, or the same train command) to use it here"
+        ) from exc
     model.eval()
     preprocessing = json.loads((run_dir / rf.PREPROCESSING).read_text(encoding="utf-8"))
     preprocessor = None

@@ -23,7 +23,7 @@ from . import runfolder as rf
 from .config import RunSpec, parse_latent_name
 from .train import FitResult
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: path-norm edge strengths (output-layer norms saved with the flow)
 
 
 def package_versions() -> dict[str, str]:

@@ -84,3 +84,15 @@ def test_missing_columns_are_a_user_error(run_dir):
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(UserInputError, match="not a run folder"):
         load_run(tmp_path)
+
+
+def test_a_run_saved_by_an_incompatible_model_version_gives_a_clear_message(run_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "old-run"
+    shutil.copytree(run_dir, broken)
+    state = torch.load(broken / rf.MODEL, weights_only=True)
+    state.pop(next(iter(state)))  # a parameter this version expects is missing
+    torch.save(state, broken / rf.MODEL)
+    with pytest.raises(UserInputError, match="earlier version of mmcrl's model"):
+        load_run(broken)
