@@ -1,8 +1,11 @@
-"""The GPU path of training: device choice, bf16 autocast where it is safe, pinned-memory batches.
+"""Where training runs: device choice, bf16 autocast where it is safe, row batches (pinned memory
+for large data on a GPU), and the process group of a distributed run.
 
-Helpers a training loop calls; they do nothing on a CPU, so one loop serves both.
+Helpers train.fit calls; they do nothing on a CPU or in a lone process, so one loop serves all.
 
 - `pick_device`: "auto" takes the GPU when there is one (the local rank's GPU under torchrun).
+- `ProcessGroup`: this process's rank among world_size and its device; distributed.py joins the
+  group torchrun describes and hands it to train.fit. `all_reduce_sum` sums across it.
 - `training_autocast`: bf16 autocast for the forward pass of TRAINING steps only, on a CUDA GPU
   that supports bf16. Why only there: the encoder / decoder / conditioner matmuls are where the
   time goes and tolerate bf16, and autocast already keeps exp, log, pow and sums (the log-det and
@@ -10,7 +13,7 @@ Helpers a training loop calls; they do nothing on a CPU, so one loop serves both
   posterior-mean latents and the graph read-out stay in float32, so what is selected and reported
   is not rounded. bf16 (not fp16) has float32's range, so no loss scaling is needed.
   MMCRL_BF16=0 turns it off.
-- `make_batches`: small data lives on the GPU once (as in train.py); data too large for that is
+- `make_batches`: small data lives on the GPU once (`_Batches`); data too large for that is
   gathered on the host into pinned staging buffers and copied asynchronously, two buffers in
   turn so the copy of one batch overlaps the compute of the previous one.
 """
@@ -20,16 +23,26 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from .errors import UserInputError
 from .model import split_missing
-from .train import _Batches, resolve_device
 
 BF16_ENV = "MMCRL_BF16"
 # Above this, the modalities stay on the host and batches travel through pinned memory.
 ON_DEVICE_LIMIT_BYTES = 2**30
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserInputError("--device cuda was requested but no CUDA GPU is available; use auto or cpu")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def pick_device(preference: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -57,8 +70,56 @@ def training_autocast(device: torch.device, enabled: bool | None = None) -> Iter
         yield
 
 
+@dataclass(frozen=True)
+class ProcessGroup:
+    """Where this process stands: rank among world_size, and the device it trains on."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def all_reduce_sum(values: list[float], group: ProcessGroup) -> list[float]:
+    """The sums of `values` over the processes of `group` (the values themselves in a lone process)."""
+    if not group.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=group.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+class _Batches:
+    """Row-indexed access to the modalities, moving only the rows asked for to the device."""
+
+    def __init__(self, arrays: list[np.ndarray], device: torch.device):
+        self.device = device
+        self.tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+        total_bytes = sum(t.numel() * 4 for t in self.tensors)
+        # on a GPU, small data lives there once; on a CPU nothing is copied
+        if device.type == "cuda" and total_bytes < ON_DEVICE_LIMIT_BYTES:
+            self.tensors = [t.to(device) for t in self.tensors]
+
+    def get(self, rows: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        index = torch.from_numpy(rows).to(self.tensors[0].device)
+        xs, masks = [], []
+        for t in self.tensors:
+            x, m = split_missing(t.index_select(0, index).to(self.device, non_blocking=True))
+            xs.append(x)
+            masks.append(m)
+        return xs, masks
+
+
 class PinnedBatches:
-    """Like train._Batches (same `get`), for data that stays on the host: rows are gathered into a
+    """Like _Batches (same `get`), for data that stays on the host: rows are gathered into a
     pinned buffer and copied to the GPU without blocking the host."""
 
     def __init__(self, arrays: list[np.ndarray], device: torch.device, max_rows: int):

@@ -19,16 +19,27 @@ import copy
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+# _Batches and resolve_device lived here first: other modules still import them from train
+from .accelerate import (
+    ProcessGroup,
+    _Batches,
+    all_reduce_sum,
+    make_batches,
+    resolve_device,
+    training_autocast,
+)
 from .config import RunSpec
 from .errors import UserInputError
-from .model import ModalityLayout, MultimodalCRL, build_model, refit_flow, split_missing
+from .model import ModalityLayout, MultimodalCRL, build_model, refit_flow
 
 ProgressFn = Callable[[dict], None]
 EVAL_CHUNK = 8192
@@ -57,14 +68,6 @@ class FitResult:
     @property
     def cross_modal(self) -> np.ndarray:
         return self.model.cross_modal.cpu().numpy()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was requested but no CUDA GPU is available; use auto or cpu")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def layouts_for(data: dict[str, np.ndarray], spec: RunSpec) -> list[ModalityLayout]:
@@ -102,25 +105,41 @@ def _check_arrays(arrays: list[np.ndarray], names: list[str]) -> int:
     return n
 
 
-class _Batches:
-    """Row-indexed access to the modalities, moving only the rows asked for to the device."""
+class GlobalBatchSampler:
+    """This process's share of every global mini-batch of an epoch.
 
-    def __init__(self, arrays: list[np.ndarray], device: torch.device):
-        self.device = device
-        self.tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
-        total_bytes = sum(t.numel() * 4 for t in self.tensors)
-        # on a GPU, small data lives there once; on a CPU nothing is copied
-        if device.type == "cuda" and total_bytes < 2**30:
-            self.tensors = [t.to(device) for t in self.tensors]
+    Every process draws the same permutation as a one-process run with the same seed and takes
+    every world_size-th row of each global batch, so N processes see the one-process batches
+    (torch's DistributedSampler would give each process a contiguous share of the epoch instead).
+    A global batch is dropped when some process would get fewer than two rows: the causal layer
+    standardises with batch statistics, which need two (with one process: a ragged batch of one).
+    """
 
-    def get(self, rows: np.ndarray) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        index = torch.from_numpy(rows).to(self.tensors[0].device)
-        xs, masks = [], []
-        for t in self.tensors:
-            x, m = split_missing(t.index_select(0, index).to(self.device, non_blocking=True))
-            xs.append(x)
-            masks.append(m)
-        return xs, masks
+    def __init__(self, rows: np.ndarray, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.rows = np.asarray(rows)
+        self.batch_size = min(batch_size, len(self.rows))
+        self.rank, self.world_size = rank, world_size
+        self.rng = np.random.default_rng(seed)  # advanced once per epoch
+
+    def epoch(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(this process's rows, size of the whole global batch) for each step of one epoch."""
+        order = self.rng.permutation(self.rows)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            if len(chunk) < 2 * self.world_size:
+                continue
+            yield chunk[self.rank :: self.world_size], len(chunk)
+
+
+class _Objective(nn.Module):
+    """The model's loss as `forward`, so DDP sees the forward pass it synchronises gradients for."""
+
+    def __init__(self, model: MultimodalCRL):
+        super().__init__()
+        self.model = model
+
+    def forward(self, xs: list[torch.Tensor], masks: list[torch.Tensor], kl_scale: float = 1.0) -> dict:
+        return self.model.loss(xs, masks, kl_scale=kl_scale)
 
 
 def _evaluate(model: MultimodalCRL, batches: _Batches, rows: np.ndarray, seed: int) -> dict:
@@ -138,6 +157,22 @@ def _evaluate(model: MultimodalCRL, batches: _Batches, rows: np.ndarray, seed: i
             totals["sparsity"] = float(terms["sparsity"])  # a property of the weights, not the rows
     model.train()
     return totals
+
+
+def _validation_loss(
+    model: MultimodalCRL, batches: _Batches, rows: np.ndarray, seed: int, group: ProcessGroup | None
+) -> dict:
+    """`_evaluate` on all validation rows; across processes each scores every world_size-th row and
+    the sums are all-reduced, so every process gets the same loss and takes the same decisions."""
+    if group is None or not group.distributed:
+        return _evaluate(model, batches, rows, seed)
+    mine = rows[group.rank :: group.world_size]
+    terms = _evaluate(model, batches, mine, seed) if len(mine) else dict.fromkeys(("loss", "rec", "kl"), 0.0)
+    sums = all_reduce_sum([terms[k] * len(mine) for k in ("loss", "rec", "kl")], group)
+    out = {k: total / len(rows) for k, total in zip(("loss", "rec", "kl"), sums)}
+    with torch.no_grad():  # a property of the (identical) weights, not of the rows
+        out["sparsity"] = float(model.flow.group_lasso(model.cross_modal))
+    return out
 
 
 def posterior_latents(model: MultimodalCRL, batches: _Batches, n: int) -> np.ndarray:
@@ -202,16 +237,24 @@ def fit(
     spec: RunSpec,
     progress: ProgressFn | None = None,
     ids: np.ndarray | None = None,
-) -> FitResult:
+    group: ProcessGroup | None = None,
+) -> FitResult | None:
+    """Train one model. With `group` (a distributed run, see distributed.py) every process of the
+    group calls this: each trains on its share of every global mini-batch under DDP, all take the
+    same early-stopping decisions, and rank 0 alone reports progress (events plus world_size) and
+    returns the FitResult with latents and graph; the other ranks return None."""
     started = time.perf_counter()
     tc = spec.train
+    world = 1 if group is None else group.world_size
     layouts = layouts_for(data, spec)
     arrays = [data[lay.name] for lay in layouts]
     n = _check_arrays(arrays, [lay.name for lay in layouts])
-    torch.set_num_threads(tc.threads or os.cpu_count() or 1)
-    device = resolve_device(tc.device)
-    torch.manual_seed(tc.seed)
-    np_rng = np.random.default_rng(tc.seed)
+    # several processes on one node would oversubscribe its cores with one thread per core each
+    threads = tc.threads or ((os.cpu_count() or 1) if world == 1 else None)
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(tc.device) if group is None else group.device
+    torch.manual_seed(tc.seed)  # the same initial weights on every process (DDP also broadcasts them)
 
     train_idx, val_idx = split_rows(n, tc.val_fraction, tc.seed if tc.split_seed is None else tc.split_seed)
     if tc.missing == "complete":
@@ -219,35 +262,42 @@ def fit(
         train_idx, val_idx = train_idx[complete[train_idx]], val_idx[complete[val_idx]]
         if len(train_idx) < 2 or len(val_idx) < 1:
             raise UserInputError("too few subjects with every modality complete; use missing='mask'")
-    batches = _Batches(arrays, device)
+    if world > 1 and len(train_idx) < 2 * world:
+        raise UserInputError(f"too few training subjects ({len(train_idx)}) for {world} processes; use fewer processes")
+    sampler = GlobalBatchSampler(train_idx, tc.batch_size, tc.seed, 0 if group is None else group.rank, world)
+    batches = make_batches(arrays, device, sampler.batch_size)
     model = build_model(layouts, spec.model).to(device)
+    objective: nn.Module = _Objective(model)
+    if world > 1:
+        torch.manual_seed(tc.seed + 104729 * group.rank)  # other noise draws on other ranks; rank 0's as alone
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=tc.lr_step, gamma=tc.lr_gamma)
-    batch_size = min(tc.batch_size, len(train_idx))
+    reports = progress is not None and (group is None or group.is_main)
 
     rows: list[dict] = []
     best_val, best_epoch, best_state, stale = math.inf, 0, None, 0
     stopped_early = False
     for epoch in range(1, tc.epochs + 1):
         epoch_start = time.perf_counter()
-        order = np_rng.permutation(train_idx)
+        kl_scale = min(1.0, epoch / tc.kl_warmup) if tc.kl_warmup else 1.0
         sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sparsity": 0.0}
         n_batches = 0
-        # drop a ragged last batch of one row: batch statistics need at least two
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            if len(chunk) < 2:
-                continue
-            xs, masks = batches.get(chunk)
-            terms = model.loss(xs, masks, kl_scale=min(1.0, epoch / tc.kl_warmup) if tc.kl_warmup else 1.0)
+        for mine, global_size in sampler.epoch():
+            xs, masks = batches.get(mine)
+            with training_autocast(device):
+                terms = objective(xs, masks, kl_scale=kl_scale)
+            loss = terms["loss"]
+            if world > 1:  # DDP averages over ranks; weighting by share makes that the global-batch mean
+                loss = loss * (len(mine) * world / global_size)
             optimiser.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            loss.backward()
             optimiser.step()
             for key in sums:
                 sums[key] += float(terms[key].detach())
             n_batches += 1
         scheduler.step()
-        val = _evaluate(model, batches, val_idx, tc.seed)
+        val = _validation_loss(model, batches, val_idx, tc.seed, group)
         if not math.isfinite(val["loss"]):
             raise FloatingPointError(f"validation loss became {val['loss']} at epoch {epoch}")
         if val["loss"] < best_val:
@@ -255,23 +305,27 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-        seconds = time.perf_counter() - epoch_start
+        train_loss = sums["loss"] / max(1, n_batches)
+        if world > 1:
+            train_loss = all_reduce_sum([train_loss], group)[0] / world
         row = {
             "epoch": epoch,
             "epochs": tc.epochs,
-            "train_loss": sums["loss"] / max(1, n_batches),
+            "train_loss": train_loss,
             "val_loss": val["loss"],
             "rec": val["rec"],
             "kl": val["kl"],
             "sparsity": val["sparsity"],
             "best_val_loss": best_val,
             "lr": optimiser.param_groups[0]["lr"],
-            "seconds": seconds,
+            "seconds": time.perf_counter() - epoch_start,
         }
         rows.append(row)
-        if progress is not None:
+        if reports:
             mean_seconds = (time.perf_counter() - started) / epoch
-            progress({**row, "eta_seconds": mean_seconds * (tc.epochs - epoch)})
+            event = {**row, "eta_seconds": mean_seconds * (tc.epochs - epoch)}
+            progress(event if group is None else {**event, "world_size": world})
+        # every process saw the same validation losses, so all stop at the same epoch
         if stale >= tc.patience and epoch >= tc.min_epochs:
             stopped_early = True
             break
@@ -279,6 +333,8 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    if group is not None and not group.is_main:
+        return None
     latents = posterior_latents(model, batches, n)
     strengths, adjacency, readout = read_out_graph(model, latents, spec, device)
     return FitResult(
@@ -290,14 +346,14 @@ def fit(
         history=pd.DataFrame(rows),
         best_val_loss=float(best_val),
         best_epoch=best_epoch,
-        device=str(device),
+        device=f"{device} x{world}" if world > 1 else str(device),
         seconds=time.perf_counter() - started,
         train_index=train_idx,
         val_index=val_idx,
         layouts=layouts,
         seed=tc.seed,
         stopped_early=stopped_early,
-        readout=readout,
+        readout=readout if group is None else {**readout, "world_size": world},
         ids=ids,
     )
 
