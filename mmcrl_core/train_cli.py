@@ -19,19 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .config import DataSource, ModalitySpec, RunSpec
+from .datasets import parse_latents  # one parser for --latents, shared with validate
 from .errors import UserInputError
-
-
-def parse_latents(text: str | None) -> int | dict[str, int] | None:
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        if "=" not in text:
-            return int(text)
-        return {name.strip(): int(k) for name, k in (part.split("=", 1) for part in text.split(",") if part.strip())}
-    except ValueError:
-        raise UserInputError(f"--latents {text!r}: give a number, or NAME=K,NAME=K") from None
 
 
 def read_tables(items: Iterable, id_column: str | None) -> tuple[dict[str, pd.DataFrame], dict[str, str], str]:
