@@ -18,8 +18,12 @@ from .workspace import WorkspacePaths
 MAX_GRID_RUNS = 64
 
 
-def parse_int_list(text: str, what: str, low: int = 0, high: int | None = None) -> list[int]:
-    """'0, 1, 2' or '0-4' -> [0, 1, 2] / [0, 1, 2, 3, 4]; a clear error otherwise."""
+def parse_int_list(
+    text: str, what: str, low: int = 0, high: int | None = None, max_count: int | None = None
+) -> list[int]:
+    """'0, 1, 2' or '0-4' -> [0, 1, 2] / [0, 1, 2, 3, 4]; a clear error otherwise.
+
+    max_count guards against a typo such as '0-100' silently queueing a hundred runs."""
     values: list[int] = []
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         match = re.fullmatch(r"(-?\d+)\s*(?:-|\.\.)\s*(-?\d+)", part)
@@ -41,7 +45,13 @@ def parse_int_list(text: str, what: str, low: int = 0, high: int | None = None) 
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise UserInputError(f"{what}: {value} must be {bound}")
-    return list(dict.fromkeys(values))
+    values = list(dict.fromkeys(values))
+    if max_count is not None and len(values) > max_count:
+        raise UserInputError(
+            f"{what}: {len(values)} values given; at most {max_count} here "
+            "(for larger sweeps use `python -m mmcrl_core sweep`)"
+        )
+    return values
 
 
 def latent_grid(choices: dict[str, list[int]]) -> list[dict[str, int]]:

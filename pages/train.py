@@ -33,6 +33,7 @@ from mmcrl_core.run_store import (
 )
 from mmcrl_core.workspace import default_paths
 
+MAX_SEEDS = 20  # one click should not queue hours of work by a typo
 WATCH = "train_watch"  # run ids started from this page in this session
 
 paths = default_paths()
@@ -144,7 +145,7 @@ def _settings(record):
     if train["device"] == "cuda" and not hardware.cuda:
         raise UserInputError("no CUDA GPU was found on this machine; choose auto or cpu")
     name = st.text_input("Run name (optional)", key="train_name")
-    seeds = parse_int_list(seeds_text, "seeds", low=0)
+    seeds = parse_int_list(seeds_text, "seeds", low=0, max_count=MAX_SEEDS)
     spec = build_spec(
         record, paths, latents=latents, nuisance=nuisance, model=model, train=train,
         causal_order=order, name=name,

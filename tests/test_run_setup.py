@@ -82,3 +82,9 @@ def test_preflight_times_the_real_model():
 def test_format_seconds_reads_naturally():
     assert [format_seconds(s) for s in (0.25, 12.34, 600, 9000, None)] == ["250 ms", "12.3 s", "10 min", "2.5 h",
                                                                           "unknown"]
+
+
+def test_a_range_longer_than_allowed_is_refused_with_the_count():
+    assert parse_int_list("0-19", "seeds", max_count=20) == list(range(20))
+    with pytest.raises(UserInputError, match="seeds: 101 values given; at most 20"):
+        parse_int_list("0-100", "seeds", max_count=20)
