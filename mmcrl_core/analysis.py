@@ -350,13 +350,8 @@ def add_cli(subparsers) -> None:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    from .runfolder import RunFolderError
-
     adjust = [c.strip() for c in (args.adjust or "").split(",") if c.strip()]
-    try:
-        table = associate_run(args.run_dir, args.covariates, adjust)
-    except RunFolderError as exc:
-        raise UserInputError(str(exc)) from exc
+    table = associate_run(args.run_dir, args.covariates, adjust)
     # the user's names for latents travel with every export (labels.json, set in the latent browser)
     from .labels import merged_labels
     from .runfolder import read_labels

@@ -78,10 +78,7 @@ def _folder_run_id(run_dir: Path) -> str:
 
 def load_run_info(run_dir: Path | str) -> RunInfo:
     run_dir = Path(run_dir)
-    try:
-        manifest = rf.read_manifest(run_dir)
-    except rf.RunFolderError as exc:
-        raise UserInputError(str(exc)) from exc
+    manifest = rf.read_manifest(run_dir)
     spec = manifest.get("spec") or {}
     source = rf.EDGE_STRENGTHS if (run_dir / rf.EDGE_STRENGTHS).is_file() else rf.ADJACENCY
     if not (run_dir / source).is_file():

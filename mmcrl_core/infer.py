@@ -151,10 +151,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     from .run_writer import MODEL_FORMAT
 
     run_dir = Path(run_dir)
-    try:
-        manifest = rf.read_manifest(run_dir)
-    except rf.RunFolderError as exc:
-        raise UserInputError(str(exc)) from exc
+    manifest = rf.read_manifest(run_dir)
     if manifest.get("status") not in (None, "succeeded"):
         raise UserInputError(f"run {run_dir} did not succeed (status {manifest.get('status')!r})")
     spec = RunSpec.model_validate(manifest["spec"])

@@ -484,28 +484,35 @@ def supervise(run_id: str, paths: WorkspacePaths | None = None) -> int:
             start_queued(paths, max_concurrent)
             return 1
     update_run(run_id, paths, pid=child.pid, heartbeat_at=utc_now())
+    watch_training(child, run_id, paths)
+    _kill_group(child.pid, signal.SIGKILL)  # leftovers of the group (worker processes)
+    _conclude(get_run(run_id, paths), paths, exit_code=child.returncode)
+    start_queued(paths, max_concurrent)
+    return 0
+
+
+def watch_training(child: subprocess.Popen, run_id: str, paths: WorkspacePaths) -> None:
+    """Wait for a training process, beating the heart and acting on a cancel request (SIGTERM to
+    its process group, SIGKILL after CANCEL_GRACE_S). Every executor's supervisor uses this."""
     terminated = killed = False
     last_beat = time.monotonic()
     while True:
         try:
             child.wait(timeout=0.5)  # short, so a cancel is acted on within a second
-            break
+            return
         except subprocess.TimeoutExpired:
             pass
         if time.monotonic() - last_beat >= HEARTBEAT_S:
             heartbeat(run_id, paths)
             last_beat = time.monotonic()
-        requested = (get_run(run_id, paths) or run).cancel_requested_at
+        record = get_run(run_id, paths)
+        requested = record.cancel_requested_at if record else None
         if requested and not terminated:
             _kill_group(child.pid, signal.SIGTERM)
             terminated = True
         if requested and not killed and seconds_since(requested) > CANCEL_GRACE_S:
             _kill_group(child.pid, signal.SIGKILL)
             killed = True
-    _kill_group(child.pid, signal.SIGKILL)  # leftovers of the group (worker processes)
-    _conclude(get_run(run_id, paths), paths, exit_code=child.returncode)
-    start_queued(paths, max_concurrent)
-    return 0
 
 
 def _kill_group(pgid: int, sig: int) -> None:

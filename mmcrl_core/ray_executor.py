@@ -32,14 +32,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .config import RunSpec
 from .errors import UserInputError
 from .jobs import (
-    CANCEL_GRACE_S,
-    HEARTBEAT_S,
     STALE_S,
     LocalSubprocessExecutor,
     _conclude,
@@ -47,6 +44,7 @@ from .jobs import (
     cpu_cores,
     register_executor,
     train_command,
+    watch_training,
 )
 from .run_store import (
     FAILED,
@@ -56,7 +54,6 @@ from .run_store import (
     create_run,
     finish_run,
     get_run,
-    heartbeat,
     list_runs,
     seconds_since,
     set_command,
@@ -277,35 +274,13 @@ def run_in_ray_task(run_id: str, workspace_root: str) -> str:
             return FAILED
     update_run(run_id, paths, pid=child.pid, heartbeat_at=utc_now(), command=json.dumps(command))
     try:
-        _watch(child, run_id, paths)
+        watch_training(child, run_id, paths)
     except BaseException:  # ray.cancel(force=False) or a dying worker: take the training with us
         _kill_group(child.pid, signal.SIGKILL)
         raise
     _kill_group(child.pid, signal.SIGKILL)  # leftovers of the group (worker processes)
     _conclude(get_run(run_id, paths), paths, exit_code=child.returncode)
     return get_run(run_id, paths).status
-
-
-def _watch(child: subprocess.Popen, run_id: str, paths: WorkspacePaths) -> None:
-    """Wait for the training process, beating the heart and acting on a cancel flag."""
-    terminated = killed = False
-    last_beat = time.monotonic()
-    while True:
-        try:
-            child.wait(timeout=0.5)  # short, so a cancel is acted on within a second
-            return
-        except subprocess.TimeoutExpired:
-            pass
-        if time.monotonic() - last_beat >= HEARTBEAT_S:
-            heartbeat(run_id, paths)
-            last_beat = time.monotonic()
-        requested = get_run(run_id, paths).cancel_requested_at
-        if requested and not terminated:
-            _kill_group(child.pid, signal.SIGTERM)
-            terminated = True
-        if requested and not killed and seconds_since(requested) > CANCEL_GRACE_S:
-            _kill_group(child.pid, signal.SIGKILL)
-            killed = True
 
 
 if ray_installed():

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserInputError
+
 MANIFEST = "manifest.json"
 MODEL = "model.pt"
 PREPROCESSING = "preprocessing.json"
@@ -48,8 +50,8 @@ GRAPH_FILES = {
 EDGE_COLUMNS = ["source", "target", "weight", "cross_modal", "support"]
 
 
-class RunFolderError(ValueError):
-    """The folder is not a complete mmcrl run folder."""
+class RunFolderError(UserInputError):
+    """The folder is not a complete mmcrl run folder (the user pointed at the wrong folder)."""
 
 
 @contextmanager
