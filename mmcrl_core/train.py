@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import slot_swaps
+
 # _Batches and resolve_device lived here first: other modules still import them from train
 from .accelerate import (
     ProcessGroup,
@@ -232,6 +234,21 @@ def read_out_graph(
     return strengths, adjacency, info
 
 
+def _slot_swaps(
+    model: MultimodalCRL, batches, rows: np.ndarray, optimiser, tc, epoch: int, group: ProcessGroup | None
+) -> list[slot_swaps.SlotSwap]:
+    """At the configured epochs: find z/eta slot swaps on the main process, share them, make them."""
+    if epoch not in tc.slot_swap_epochs or not slot_swaps.swappable(model):
+        return []
+    main = group is None or group.is_main
+    found = slot_swaps.find_swaps(model, batches, rows, margin=tc.slot_swap_margin, seed=tc.seed + epoch) if main else []
+    if group is not None and group.distributed:
+        found = slot_swaps.from_vector(all_reduce_sum(slot_swaps.to_vector(found, len(model.layouts)), group))
+    for swap in found:
+        slot_swaps.apply(model, swap, optimiser)
+    return found
+
+
 def fit(
     data: dict[str, np.ndarray],
     spec: RunSpec,
@@ -305,6 +322,9 @@ def fit(
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
+        swaps = _slot_swaps(model, batches, train_idx, optimiser, tc, epoch, group)
+        if swaps:
+            stale = 0  # the swapped model gets its full patience to settle
         train_loss = sums["loss"] / max(1, n_batches)
         if world > 1:
             train_loss = all_reduce_sum([train_loss], group)[0] / world
@@ -318,6 +338,7 @@ def fit(
             "sparsity": val["sparsity"],
             "best_val_loss": best_val,
             "lr": optimiser.param_groups[0]["lr"],
+            "slot_swaps": len(swaps),
             "seconds": time.perf_counter() - epoch_start,
         }
         rows.append(row)

@@ -11,6 +11,7 @@ from mmcrl_core.simulate import (
     SimulationSettings,
     every_modality_has_cross_edge,
     is_acyclic,
+    mixable_within_edges,
     satisfies_sparsity_condition,
     simulate,
     write_simulation,
@@ -50,8 +51,9 @@ def test_every_setting_respects_its_graph_contract(name):
     block = _block(data)
     assert every_modality_has_cross_edge(adjacency, block)
     assert np.all(np.diag(adjacency) == 0)
-    if data.settings.enforce_sparsity_condition:
+    if data.settings.enforce_sparsity_condition and data.settings.cyclic == "none":
         assert satisfies_sparsity_condition(adjacency, block)
+        assert data.sparsity_condition
     assert is_acyclic(adjacency) == (data.settings.cyclic == "none")
     cross = block[:, None] != block[None, :]
     if data.settings.cyclic != "across":  # cross-modal edges follow the modality order
@@ -80,8 +82,21 @@ def test_sparsity_condition_on_hand_made_graphs():
     assert satisfies_sparsity_condition(adjacency([(0, 2), (1, 3)]), block)
     assert not satisfies_sparsity_condition(adjacency([(0, 2), (0, 3)]), block)  # latent 1 has no cross edge
     assert not satisfies_sparsity_condition(adjacency([(0, 2), (1, 2), (1, 3)]), block)  # nested: {2} < {2, 3}
-    # within-modality edges do not count
+    # within-modality edges do not count towards the neighbourhoods
     assert not satisfies_sparsity_condition(adjacency([(0, 2), (0, 3), (0, 1)]), block)
+    # ...but a child whose cross-modal children its within-modality parent also drives can absorb
+    # that parent unseen: every within edge of the last modality, here 2 -> 3
+    assert not satisfies_sparsity_condition(adjacency([(0, 2), (1, 3), (2, 3)]), block)
+    assert satisfies_sparsity_condition(adjacency([(0, 2), (1, 3), (0, 1)]), block)  # 1 drives 3, 0 does not
+    assert not satisfies_sparsity_condition(adjacency([(0, 2), (1, 3), (0, 3), (0, 1)]), block)  # 0 drives 3 too
+
+
+def test_drawn_graphs_keep_no_mixable_within_edge():
+    for seed in range(5):
+        data = simulate("case2", seed=seed, n=50)
+        assert not mixable_within_edges(data.adjacency.to_numpy(), _block(data)).any()
+        last = [c for c in data.adjacency.columns if c.startswith("m2:")]
+        assert data.adjacency.loc[last, last].to_numpy().sum() == 0  # the last modality drives nothing
 
 
 def test_parents_drive_children():
