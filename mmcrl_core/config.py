@@ -69,7 +69,9 @@ class ModelConfig(_Strict):
     )
     order_free: bool = Field(False, description="no modality order; acyclicity penalty instead")
     edge_rule: float = Field(
-        0.25, gt=0, le=1, description="keep a cross-modal edge whose strength exceeds this x the strongest"
+        0.15, gt=0, le=1, description="keep a cross-modal edge whose strength exceeds this x the strongest "
+        "(calibrated on the TRUE latents of simulated data seeds 1-5 of case1-3, never on the benchmark's seed 0: "
+        "mean cross-modal F1 0.94 / 0.97 / 0.99 / 0.97 / 0.94 for 0.05 / 0.1 / 0.15 / 0.2 / 0.25)"
     )
     encoder: str = Field("mlp", description="encoder kind (mmcrl_core.model.ENCODERS)")
     standardise_codes: bool = Field(

@@ -10,11 +10,13 @@ last modality, which has no cross-modal children to pull it back, and the path b
 through worse solutions, so the gradient never takes it (case 3: a latent stuck in eta at MCC
 0.25 while the rest of the model was at 0.97+).
 
-The check: on posterior means of training rows, refit the read-out causal flow (model.refit_flow)
-to the current latents and to each candidate in which one z slot of a modality is replaced by one
-of its eta slots; a swap whose latents the flow fits better by more than a margin is made in the
-model (weights and optimiser state), and training goes on. Validation loss still decides which
-weights are kept.
+The check, on posterior means of training rows: refit a causal flow (model.refit_flow) over every
+slot, z and eta of all modalities, and read each slot's cross-modal edge strength; an eta slot that
+is clearly linked to other modalities trades places with the least linked z slot of its modality.
+The proposed swaps are made together (a cross-modal edge can have both ends parked in eta, as on
+case 1, where moving one end alone gains nothing), and only if a flow refit to the swapped latents
+fits better by more than a margin. They are made in the model (weights and optimiser state) and
+training goes on; validation loss still decides which weights are kept.
 """
 
 from __future__ import annotations
@@ -61,15 +63,52 @@ def _standardise(x: torch.Tensor) -> torch.Tensor:
     return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
 
 
+def _cross_strength_per_slot(model: MultimodalCRL, codes: list[torch.Tensor], steps: int, seed: int) -> list[np.ndarray]:
+    """One flow refit over every slot (z and eta of all modalities, modality order): per modality and
+    slot, the summed strength of its cross-modal edges in and out. A factor with cross-modal
+    parents or children shows them wherever it sits; a slot holding true nuisance shows almost none."""
+    cfg = model.config
+    sizes = [c.shape[1] for c in codes]
+    block = torch.cat([torch.full((d,), m) for m, d in enumerate(sizes)])
+    total = sum(sizes)
+    allowed = torch.ones(total, total).triu(1).bool()
+    flow, _ = refit_flow(
+        _standardise(torch.cat(codes, dim=1)), allowed, cfg.flow_hidden, penalised=allowed,
+        penalty=cfg.refit_penalty, output_l2=cfg.flow_l2, steps=steps, seed=seed,
+    )
+    strengths = flow.edge_strengths().detach()
+    strengths = strengths * (block[:, None] != block[None, :])
+    per_slot = (strengths.sum(0) + strengths.sum(1)).cpu().numpy()
+    return np.split(per_slot, np.cumsum(sizes)[:-1])
+
+
 def propose(
     model: MultimodalCRL, codes: list[torch.Tensor], steps: int, margin: float, seed: int
 ) -> list[SlotSwap]:
-    """The best swap per modality whose gain exceeds `margin`. `codes` are posterior means (z first,
-    then eta) per modality on the same complete rows."""
+    """Swaps that move cross-modally linked factors out of eta slots, checked together: they are
+    returned only if the causal flow fits the swapped latents better by more than `margin` nats.
+    (Swaps go together because a cross-modal edge can have both ends parked in eta: moving either
+    end alone gains nothing.) `codes` are posterior means (z first, then eta) per modality."""
     cfg = model.config
     allowed = model.flow.allowed.bool()
     offsets = np.cumsum([0] + [lay.latents for lay in model.layouts])
     z = torch.cat([c[:, : lay.latents] for c, lay in zip(codes, model.layouts)], dim=1)
+    slot_strength = _cross_strength_per_slot(model, codes, steps, seed)
+    overall = max(float(s.max()) for s in slot_strength)
+    candidates: list[SlotSwap] = []
+    for m, (strength, lay) in enumerate(zip(slot_strength, model.layouts)):
+        z_order = list(np.argsort(strength[: lay.latents]))  # weakest z slots first
+        for e in np.argsort(-strength[lay.latents :]):  # most linked eta slots first
+            if not z_order:
+                break
+            k = z_order[0]
+            eta_s, z_s = strength[lay.latents + e], strength[k]
+            # clearly linked eta, clearly less linked z slot (factors of 2 and 10 keep noise out)
+            if eta_s > 2 * z_s and eta_s > 0.1 * overall:
+                candidates.append(SlotSwap(m, int(k), int(e), 0.0))
+                z_order.pop(0)
+    if not candidates:
+        return []
 
     def nll(latents: torch.Tensor) -> float:
         _, value = refit_flow(
@@ -78,20 +117,14 @@ def propose(
         )
         return value
 
-    base = nll(z)
-    swaps = []
-    for m, (code, lay) in enumerate(zip(codes, model.layouts)):
-        best: SlotSwap | None = None
-        for k in range(lay.latents):
-            for e in range(lay.nuisance):
-                candidate = z.clone()
-                candidate[:, offsets[m] + k] = code[:, lay.latents + e]
-                gain = base - nll(candidate)
-                if gain > margin and (best is None or gain > best.gain):
-                    best = SlotSwap(m, k, e, gain)
-        if best is not None:
-            swaps.append(best)
-    return swaps
+    swapped = z.clone()
+    for c in candidates:
+        lay = model.layouts[c.modality]
+        swapped[:, offsets[c.modality] + c.z_slot] = codes[c.modality][:, lay.latents + c.eta_slot]
+    gain = nll(z) - nll(swapped)
+    if gain <= margin:
+        return []
+    return [SlotSwap(c.modality, c.z_slot, c.eta_slot, gain) for c in candidates]
 
 
 def _swap_rows(t: torch.Tensor, i: int, j: int, dim: int) -> None:

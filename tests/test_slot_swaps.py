@@ -50,16 +50,15 @@ def test_a_swap_keeps_reconstruction_and_moves_the_factor():
     torch.testing.assert_close(avg_after[3], avg_before[0])
 
 
-def _codes_from_truth(sim, parked: tuple[int, int] | None, seed=0):
-    """Per-modality codes (z..., eta) built from the simulator's truth; `parked` = (modality, z slot)
-    whose latent sits in the eta slot, with an unrelated Gaussian in its z slot."""
+def _codes_from_truth(sim, parked: list[tuple[int, int]], seed=0):
+    """Per-modality codes (z..., eta) built from the simulator's truth; `parked`: (modality, z slot)
+    pairs whose latent sits in the eta slot, with an unrelated Gaussian in its z slot."""
     rng = np.random.default_rng(seed)
     codes = []
     for m, name in enumerate(sim.modality_names):
         z = sim.latents[[c for c in sim.latents.columns if c.startswith(f"{name}:")]].to_numpy().copy()
         eta = rng.standard_normal((len(z), 1))
-        if parked is not None and parked[0] == m:
-            k = parked[1]
+        for k in [k for pm, k in parked if pm == m]:
             z[:, k], eta[:, 0] = eta[:, 0], z[:, k].copy()
         codes.append(torch.tensor(np.c_[z, eta], dtype=torch.float32))
     return codes
@@ -72,10 +71,21 @@ def test_the_check_finds_a_latent_parked_in_eta_and_nothing_when_all_is_right():
     # the last modality's latents have cross-modal parents; park the first of them in eta
     child = next(int(c.split(":")[1]) - 1 for c in sim.adjacency.columns
                  if c.startswith("m2:") and sim.adjacency[c].loc[[p for p in sim.adjacency.index if p.startswith("m1:")]].any())
-    found = slot_swaps.propose(model, _codes_from_truth(sim, parked=(1, child)), steps=300, margin=0.05, seed=0)
+    found = slot_swaps.propose(model, _codes_from_truth(sim, [(1, child)]), steps=300, margin=0.05, seed=0)
     assert [(s.modality, s.z_slot, s.eta_slot) for s in found] == [(1, child, 0)]
     assert found[0].gain > 0.2
-    assert slot_swaps.propose(model, _codes_from_truth(sim, parked=None), steps=300, margin=0.05, seed=0) == []
+    assert slot_swaps.propose(model, _codes_from_truth(sim, []), steps=300, margin=0.05, seed=0) == []
+
+
+def test_both_ends_of_a_cross_modal_edge_parked_in_eta_move_back_together():
+    sim = simulate("case1", seed=0, n=3000)
+    layouts = [ModalityLayout(m, 15, 2, 1) for m in sim.modality_names]
+    parent, child = next((p, c) for p in sim.adjacency.index for c in sim.adjacency.columns
+                         if sim.adjacency.loc[p, c] and p.startswith("m1:") and c.startswith("m2:"))
+    parked = [(0, int(parent.split(":")[1]) - 1), (1, int(child.split(":")[1]) - 1)]
+    found = slot_swaps.propose(_model(layouts), _codes_from_truth(sim, parked), steps=300, margin=0.05, seed=0)
+    assert sorted((s.modality, s.z_slot, s.eta_slot) for s in found) == [(m, k, 0) for m, k in parked]
+    assert found[0].gain > 0.2
 
 
 def test_swaps_travel_as_a_vector_across_processes():
