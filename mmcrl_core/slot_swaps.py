@@ -77,6 +77,7 @@ def _cross_strength_per_slot(model: MultimodalCRL, codes: list[torch.Tensor], st
         penalty=cfg.refit_penalty, output_l2=cfg.flow_l2, steps=steps, seed=seed,
     )
     strengths = flow.edge_strengths().detach()
+    block = block.to(strengths.device)
     strengths = strengths * (block[:, None] != block[None, :])
     per_slot = (strengths.sum(0) + strengths.sum(1)).cpu().numpy()
     return np.split(per_slot, np.cumsum(sizes)[:-1])
