@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from unittest import mock
 
 import numpy as np
 import torch.distributed as dist
@@ -79,7 +78,7 @@ class _NotMainRank(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     """The train command, its train.fit running in this process's group."""
-    from . import train, train_cli
+    from . import train_cli
 
     parser = argparse.ArgumentParser(
         prog="torchrun --nproc-per-node N -m mmcrl_core.distributed",
@@ -99,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     try:
-        # train_command imports train.fit when it runs: there it gets this process's group
-        with mock.patch.object(train, "fit", fit_on_this_rank):
-            return int(train_cli.train_command(args) or 0)
+        return int(train_cli.train_command(args, fit=fit_on_this_rank) or 0)
     except _NotMainRank:
         return 0
     except UserInputError as exc:

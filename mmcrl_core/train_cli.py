@@ -183,11 +183,16 @@ def _stop_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def train_command(args: argparse.Namespace) -> int:
+def train_command(args: argparse.Namespace, fit=None) -> int:
+    """`fit`: the training function (default train.fit); the DDP launcher passes one bound to its
+    process group."""
     from .datasets import load_tables
     from .preprocessing import Preprocessor
     from .run_writer import write_run
-    from .train import fit, split_rows
+    from .train import split_rows
+
+    if fit is None:
+        from .train import fit
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
