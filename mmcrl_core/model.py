@@ -298,6 +298,12 @@ def split_missing(x: Tensor) -> tuple[Tensor, Tensor]:
 # Graph read-out on fixed latents
 
 
+def standardise_columns(x: Tensor) -> Tensor:
+    """Each column to mean 0, standard deviation 1 (constant columns left at 0): the scale the
+    read-out flow refits see, so edge strengths compare across runs."""
+    return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
+
+
 def refit_flow(
     latents: Tensor,
     allowed: Tensor,

@@ -49,8 +49,10 @@ class SimulationSettings(BaseModel):
         description="sparsity ablation: start from ALL allowed cross-modal edges and remove this fraction "
         "(overrides cross_edge_prob; the sparsity condition is then not enforced)",
     )
-    within_edge_prob: float = Field(0.3, ge=0, le=1, description="probability of each within-modality edge (with enforce_sparsity_condition, edges along which "
-        "the child could absorb its parent unseen are dropped: see mixable_within_edges)")
+    within_edge_prob: float = Field(
+        0.3, ge=0, le=1, description="probability of each within-modality edge (with enforce_sparsity_condition, "
+        "edges along which the child could absorb its parent unseen are dropped: see mixable_within_edges)"
+    )
     enforce_sparsity_condition: bool = Field(
         True, description="redraw the cross-modal pattern until it satisfies the sparsity condition"
     )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import MultimodalCRL, refit_flow
+from .model import MultimodalCRL, allowed_parents, cross_modal_mask, refit_flow, standardise_columns
 
 CHECK_ROWS = 4096
 
@@ -59,26 +59,26 @@ def swappable(model: MultimodalCRL) -> bool:
     return any(lay.nuisance > 0 for lay in model.layouts)
 
 
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    return (x - x.mean(0)) / x.std(0).clamp(min=1e-6)
+def _refit_nll_and_strengths(
+    model: MultimodalCRL, latents: torch.Tensor, allowed: torch.Tensor, steps: int, seed: int
+) -> tuple[float, torch.Tensor]:
+    """A read-out flow refit (the model's flow settings) on standardised `latents`: mean NLL per
+    subject and edge strengths [parent, child]."""
+    cfg = model.config
+    flow, nll = refit_flow(
+        standardise_columns(latents), allowed, cfg.flow_hidden, penalised=allowed, penalty=cfg.refit_penalty,
+        output_l2=cfg.flow_l2, steps=steps, seed=seed,
+    )
+    return nll, flow.edge_strengths().detach()
 
 
 def _cross_strength_per_slot(model: MultimodalCRL, codes: list[torch.Tensor], steps: int, seed: int) -> list[np.ndarray]:
     """One flow refit over every slot (z and eta of all modalities, modality order): per modality and
     slot, the summed strength of its cross-modal edges in and out. A factor with cross-modal
     parents or children shows them wherever it sits; a slot holding true nuisance shows almost none."""
-    cfg = model.config
     sizes = [c.shape[1] for c in codes]
-    block = torch.cat([torch.full((d,), m) for m, d in enumerate(sizes)])
-    total = sum(sizes)
-    allowed = torch.ones(total, total).triu(1).bool()
-    flow, _ = refit_flow(
-        _standardise(torch.cat(codes, dim=1)), allowed, cfg.flow_hidden, penalised=allowed,
-        penalty=cfg.refit_penalty, output_l2=cfg.flow_l2, steps=steps, seed=seed,
-    )
-    strengths = flow.edge_strengths().detach()
-    block = block.to(strengths.device)
-    strengths = strengths * (block[:, None] != block[None, :])
+    _, strengths = _refit_nll_and_strengths(model, torch.cat(codes, dim=1), allowed_parents(sizes), steps, seed)
+    strengths = strengths * cross_modal_mask(sizes).to(strengths.device)
     per_slot = (strengths.sum(0) + strengths.sum(1)).cpu().numpy()
     return np.split(per_slot, np.cumsum(sizes)[:-1])
 
@@ -90,7 +90,6 @@ def propose(
     returned only if the causal flow fits the swapped latents better by more than `margin` nats.
     (Swaps go together because a cross-modal edge can have both ends parked in eta: moving either
     end alone gains nothing.) `codes` are posterior means (z first, then eta) per modality."""
-    cfg = model.config
     allowed = model.flow.allowed.bool()
     offsets = np.cumsum([0] + [lay.latents for lay in model.layouts])
     z = torch.cat([c[:, : lay.latents] for c, lay in zip(codes, model.layouts)], dim=1)
@@ -112,11 +111,7 @@ def propose(
         return []
 
     def nll(latents: torch.Tensor) -> float:
-        _, value = refit_flow(
-            _standardise(latents), allowed, cfg.flow_hidden, penalised=allowed, penalty=cfg.refit_penalty,
-            output_l2=cfg.flow_l2, steps=steps, seed=seed,
-        )
-        return value
+        return _refit_nll_and_strengths(model, latents, allowed, steps, seed)[0]
 
     swapped = z.clone()
     for c in candidates:

@@ -41,7 +41,7 @@ from .accelerate import (
 )
 from .config import RunSpec
 from .errors import UserInputError
-from .model import ModalityLayout, MultimodalCRL, build_model, refit_flow
+from .model import ModalityLayout, MultimodalCRL, build_model, refit_flow, standardise_columns
 
 ProgressFn = Callable[[dict], None]
 EVAL_CHUNK = 8192
@@ -206,7 +206,7 @@ def read_out_graph(
     if z.shape[0] < 2:
         k = latents.shape[1]
         return np.zeros((k, k)), np.zeros((k, k)), {"rule": "none: fewer than 2 complete subjects"}
-    z = ((z - z.mean(0)) / z.std(0).clamp(min=1e-6)).to(device)
+    z = standardise_columns(z).to(device)
     allowed = model.flow.allowed.bool()
     flow, nll = refit_flow(
         z, allowed, cfg.flow_hidden, penalised=allowed, penalty=cfg.refit_penalty, output_l2=cfg.flow_l2,
