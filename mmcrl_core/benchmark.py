@@ -37,7 +37,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from . import benchmark_artifacts, metrics
-from .baselines import BASELINES, lasso_readout, pc_readout
+from .baselines import BASELINES, BENCHMARK_PC_ALPHA, lasso_readout, pc_readout
 from .errors import UserInputError
 from .paper_results import PAPER_RESULTS, SOURCE
 from .simulate import SETTINGS, SimulatedData, SimulationSettings, resolve_settings, simulate
@@ -371,7 +371,8 @@ def results_markdown(results: pd.DataFrame, suite: str = "") -> str:
              "Mean ± sd over data seeds. mcc: within-modality matched |Pearson| (the method's promise); "
              "mcc_min: worst modality; r2: kernel ridge, estimated -> true latents per modality; "
              "shd (all latent pairs) / shd_cross (cross-modal pairs, as the paper's SHD) / cross_f1: the method's own graph (mmcrl: learned adjacency; baselines: Lasso read-out); "
-             "pc_f1: PC on the latents; all_edges_f1: predicting every allowed cross-modal edge. "
+             f"pc_f1: PC (Fisher-z, alpha {BENCHMARK_PC_ALPHA:g}, modality tiers) on the latents; "
+             "all_edges_f1: predicting every allowed cross-modal edge. "
              "mmcrl is the lowest-validation-loss training seed; mmcrl#i are the individual seeds. "
              "seconds: fitting time (mmcrl: all training seeds together), scoring excluded.",
              f"Paper numbers: {SOURCE}. Our random graphs and mixings differ from the paper's.", ""]

@@ -72,6 +72,19 @@ def test_lasso_readout_finds_the_cross_modal_parent_and_respects_the_order():
     assert adjacency.loc[["m1:1", "m1:2"], ["m1:1", "m1:2"]].to_numpy().sum() == 0  # cross-modal only
 
 
+def test_pc_readout_leaves_out_a_dependence_as_small_as_estimation_leakage():
+    """On 5,000 rows, |r| = 0.04 is what a latent estimated at MCC 0.98 can leak; the benchmark's
+    alpha must not call it an edge, while alpha 0.1 does (which is why it is not the default)."""
+    latents = _linear_latents(n=5000)
+    rng = np.random.default_rng(1)
+    latents["m2:2"] = 0.04 * latents["m1:2"] + rng.normal(size=len(latents))
+    assert abs(np.corrcoef(latents["m1:2"], latents["m2:2"])[0, 1]) > 0.03
+    assert pc_readout(latents, alpha=0.1).loc["m1:2", "m2:2"] == 1
+    adjacency = pc_readout(latents)
+    assert adjacency.loc["m1:2", "m2:2"] == 0
+    assert adjacency.loc["m1:1", "m2:1"] == 1
+
+
 def test_pc_readout_orients_by_modality_tiers():
     latents = _linear_latents()
     adjacency = pc_readout(latents)
