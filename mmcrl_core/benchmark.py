@@ -88,8 +88,9 @@ class SuiteOptions:
 
 SUITES: dict[str, SuiteOptions] = {
     # under 15 minutes on 2 CPU cores: the paper's three numerical cases at their n = 10,000, mmcrl
-    # as the recovery targets define it (the lowest-validation-loss run of 3 seeds), cheap baselines
-    "quick": SuiteOptions(settings=("case1", "case2", "case3"), methods=("mmcrl", "pca", "ica", "ae"),
+    # as the recovery targets define it (the lowest-validation-loss run of 3 seeds), and every
+    # baseline (all of them together take about a minute)
+    "quick": SuiteOptions(settings=("case1", "case2", "case3"), methods=("mmcrl", "pca", "ica", "betavae", "vae", "ae"),
                           n=10_000, mmcrl_seeds=3, mmcrl_epochs=300, default_seeds=1),
     # every numerical experiment of METHOD.md section 5 at the paper's sample sizes
     "paper": SuiteOptions(settings=tuple(s for s in SETTINGS if s != "tiny"), methods=tuple(METHODS),

@@ -15,8 +15,12 @@ slot, z and eta of all modalities, and read each slot's cross-modal edge strengt
 is clearly linked to other modalities trades places with the least linked z slot of its modality.
 The proposed swaps are made together (a cross-modal edge can have both ends parked in eta, as on
 case 1, where moving one end alone gains nothing), and only if a flow refit to the swapped latents
-fits better by more than a margin. They are made in the model (weights and optimiser state) and
-training goes on; validation loss still decides which weights are kept.
+fits better by more than a margin. Inside the set each swap is checked once more (`refine`): the
+weakest-linked z slot may hold a real factor whose links are merely faint, so every z slot of the
+modality is tried as the partner, and a swap that adds less than the margin to the set is left out
+(on mod8 one such swap rode along with three strong ones and parked a latent for good). Swaps are
+made in the model (weights and optimiser state) and training goes on; validation loss still decides
+which weights are kept.
 """
 
 from __future__ import annotations
@@ -89,7 +93,8 @@ def propose(
     """Swaps that move cross-modally linked factors out of eta slots, checked together: they are
     returned only if the causal flow fits the swapped latents better by more than `margin` nats.
     (Swaps go together because a cross-modal edge can have both ends parked in eta: moving either
-    end alone gains nothing.) `codes` are posterior means (z first, then eta) per modality."""
+    end alone gains nothing; each swap's partner z slot and its place in the set are then checked
+    by `refine`.) `codes` are posterior means (z first, then eta) per modality."""
     allowed = model.flow.allowed.bool()
     offsets = np.cumsum([0] + [lay.latents for lay in model.layouts])
     z = torch.cat([c[:, : lay.latents] for c, lay in zip(codes, model.layouts)], dim=1)
@@ -110,17 +115,49 @@ def propose(
     if not candidates:
         return []
 
-    def nll(latents: torch.Tensor) -> float:
+    def nll(swaps: list[SlotSwap]) -> float:
+        latents = z.clone()
+        for c in swaps:
+            lay = model.layouts[c.modality]
+            latents[:, offsets[c.modality] + c.z_slot] = codes[c.modality][:, lay.latents + c.eta_slot]
         return _refit_nll_and_strengths(model, latents, allowed, steps, seed)[0]
 
-    swapped = z.clone()
-    for c in candidates:
-        lay = model.layouts[c.modality]
-        swapped[:, offsets[c.modality] + c.z_slot] = codes[c.modality][:, lay.latents + c.eta_slot]
-    gain = nll(z) - nll(swapped)
+    base = nll([])
+    chosen, best = refine(candidates, nll, model, margin)
+    gain = base - best
     if gain <= margin:
         return []
-    return [SlotSwap(c.modality, c.z_slot, c.eta_slot, gain) for c in candidates]
+    return [SlotSwap(c.modality, c.z_slot, c.eta_slot, gain) for c in chosen]
+
+
+def refine(
+    candidates: list[SlotSwap], nll, model: MultimodalCRL, margin: float
+) -> tuple[list[SlotSwap], float]:
+    """Check each proposed swap inside the set: its z slot is the weakest-linked one, which can itself
+    hold a real but faintly linked factor (mod8: a latent whose only cross-modal link is one of three
+    parents of a child sat in that slot, was swapped into eta beside a strong swap elsewhere and stayed
+    parked). So for each swap in turn, with the others fixed, try every other free z slot of its
+    modality (kept if the flow fits better) and leaving the swap out (kept unless the swap gains
+    more than `margin`). Returns the swaps kept and the flow NLL with them."""
+    chosen = list(candidates)
+    best = nll(chosen)
+    for original in candidates:
+        i = chosen.index(original)
+        current = chosen[i]
+        taken = {c.z_slot for c in chosen if c.modality == current.modality and c is not current}
+        for z_slot in range(model.layouts[current.modality].latents):
+            if z_slot == current.z_slot or z_slot in taken:
+                continue
+            other = SlotSwap(current.modality, z_slot, current.eta_slot, 0.0)
+            value = nll(chosen[:i] + [other] + chosen[i + 1 :])
+            if value < best:
+                current, best = other, value
+                chosen[i] = other
+        without = chosen[:i] + chosen[i + 1 :]
+        value = nll(without)
+        if value <= best + margin:
+            chosen, best = without, value
+    return chosen, best
 
 
 def _swap_rows(t: torch.Tensor, i: int, j: int, dim: int) -> None:

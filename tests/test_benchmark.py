@@ -6,6 +6,7 @@ import pytest
 from mmcrl_core import benchmark_artifacts as art
 from mmcrl_core import metrics
 from mmcrl_core.benchmark import (
+    METHODS,
     RESULT_COLUMNS,
     SUITES,
     load_settings_file,
@@ -64,6 +65,7 @@ def test_suites_cover_the_papers_experiments():
     assert set(SUITES["paper"].settings) == set(SETTINGS) - {"tiny"}
     assert {"mmcrl", "pca", "ica", "betavae"} <= set(SUITES["paper"].methods)
     assert set(SUITES["quick"].settings) == {"case1", "case2", "case3"}
+    assert set(SUITES["quick"].methods) == set(METHODS)  # "ahead of every baseline" is checked by the quick suite
 
 
 def test_markdown_puts_paper_numbers_beside_ours():

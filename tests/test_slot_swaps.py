@@ -98,3 +98,37 @@ def test_swaps_travel_as_a_vector_across_processes():
 def test_models_without_nuisance_are_not_swappable():
     assert not slot_swaps.swappable(_model([ModalityLayout("a", 4, 2, 0), ModalityLayout("b", 4, 2, 0)]))
     assert slot_swaps.swappable(_model([ModalityLayout("a", 4, 2, 1), ModalityLayout("b", 4, 2, 0)]))
+
+
+def _layouts(*latents):
+    return [ModalityLayout(f"m{i + 1}", 10, k, 1) for i, k in enumerate(latents)]
+
+
+def test_refine_moves_a_swap_to_the_better_z_slot_and_drops_one_that_gains_nothing():
+    """mod8's failure: the weakest-linked z slot held a real factor, the swap parked it in eta."""
+    model = _model(_layouts(2, 2))
+    swap = slot_swaps.SlotSwap
+    proposed = [swap(0, 1, 0, 0.0), swap(1, 0, 0, 0.0)]
+    values = {  # flow NLL of each set of swaps, as (modality, z slot) pairs
+        ((0, 1), (1, 0)): 10.0,
+        ((0, 0), (1, 0)): 9.0,  # modality 0's eta belongs in z slot 0
+        ((1, 0),): 10.5,
+        ((0, 0), (1, 1)): 9.5,
+        ((0, 0),): 9.02,  # modality 1's swap gains less than the margin
+    }
+
+    def nll(swaps):
+        return values[tuple((s.modality, s.z_slot) for s in swaps)]
+
+    chosen, best = slot_swaps.refine(proposed, nll, model, margin=0.05)
+    assert [(s.modality, s.z_slot, s.eta_slot) for s in chosen] == [(0, 0, 0)]
+    assert best == 9.02
+
+
+def test_refine_keeps_swaps_that_only_gain_together():
+    model = _model(_layouts(1, 1))
+    swap = slot_swaps.SlotSwap
+    proposed = [swap(0, 0, 0, 0.0), swap(1, 0, 0, 0.0)]
+    values = {((0, 0), (1, 0)): 9.0, ((1, 0),): 10.0, ((0, 0),): 10.0}
+    chosen, best = slot_swaps.refine(proposed, lambda s: values[tuple((c.modality, c.z_slot) for c in s)], model, 0.05)
+    assert chosen == proposed and best == 9.0
