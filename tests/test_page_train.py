@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mmcrl_core.config import ModelConfig, TrainConfig
 from mmcrl_core.jobs import get_executor
 from mmcrl_core.run_store import CANCELLED, QUEUED, RUNNING, SUCCEEDED, get_run, list_runs, progress
 from tests.jobs_fixtures import tiny_dataset, wait_for
@@ -64,6 +65,18 @@ def test_settings_per_modality_and_hardware_are_shown(dataset, app):
     assert "Hardware found:" in texts(app) and "CPU core" in texts(app)
     assert app.multiselect(key="train_order").value == dataset.modality_names
     assert "1 run;" in texts(app)
+
+
+def test_loss_and_training_defaults_are_the_estimators_own(dataset, app):
+    # the app must train the same estimator as the CLI and the benchmark unless the user changes it
+    app.run()
+    model, train = ModelConfig(), TrainConfig()
+    shown = {w.key: w.value for w in app.number_input}
+    assert shown["train_a_sp"] == pytest.approx(model.a_sp)
+    assert shown["train_a_ind"] == pytest.approx(model.a_ind) and shown["train_a_rec"] == pytest.approx(model.a_rec)
+    assert (shown["train_hidden"], shown["train_depth"]) == (model.hidden, model.depth)
+    assert (shown["train_epochs"], shown["train_batch"]) == (train.epochs, train.batch_size)
+    assert shown["train_lr"] == pytest.approx(train.lr)
 
 
 def test_preflight_estimate_is_measured_before_starting(dataset, app):
