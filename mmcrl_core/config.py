@@ -62,7 +62,11 @@ class ModelConfig(_Strict):
     a_rec: float = Field(1.0, ge=0, description="weight of the reconstruction term")
     a_ind: float = Field(1.0, ge=0, description="weight of the KL (independence) term")
     a_sp: float = Field(
-        0.03, ge=0, description="weight of the group lasso on cross-modal edge strengths (path norms, tuned on the simulations)"
+        # chosen on held-out data seeds 1-2 of case1-3 (3 training seeds each; the benchmark scores seed 0):
+        # 0.01 / 0.03 / 0.06 gave mean selected MCC 0.907 / 0.914 / 0.932, worst modality 0.855 / 0.863 /
+        # 0.917, cross-modal F1 0.73 / 0.77 / 0.83; weaker penalties let two latents of a modality mix
+        # along a within-modality edge while the cross-modal graph turns dense
+        0.06, ge=0, description="weight of the group lasso on cross-modal edge strengths (path norms)"
     )
     causal_order: list[str] | None = Field(
         None, description="modality tiers, earliest first; None: the order the modalities are listed"
