@@ -110,25 +110,21 @@ def _latent_settings(record) -> tuple[dict, dict, list[dict] | None]:
     return latents, nuisance, (latent_grid(choices) if grid_mode else None)
 
 
-def _default(config, field: str):
-    # the page starts from the same defaults as the CLI and the benchmark, never its own copies
-    return config.model_fields[field].default
-
-
 def _settings(record):
     """Every choice on the page -> (spec, seeds, grid); UserInputError if something is off."""
     latents, nuisance, grid = _latent_settings(record)
-    m, t = ModelConfig, TrainConfig
+    # the page starts from the same defaults as the CLI and the benchmark, never its own copies
+    m, t = ModelConfig(), TrainConfig()
     with st.expander("Loss weights and network"):
         cols = st.columns(5)
         model = {
-            "a_rec": cols[0].number_input("reconstruction weight", min_value=0.0, value=_default(m, "a_rec"), key="train_a_rec"),
-            "a_ind": cols[1].number_input("KL weight", min_value=0.0, value=_default(m, "a_ind"), key="train_a_ind"),
+            "a_rec": cols[0].number_input("reconstruction weight", min_value=0.0, value=m.a_rec, key="train_a_rec"),
+            "a_ind": cols[1].number_input("KL weight", min_value=0.0, value=m.a_ind, key="train_a_ind"),
             "a_sp": cols[2].number_input(
-                "sparsity weight", min_value=0.0, value=_default(m, "a_sp"), format="%.4f", key="train_a_sp"
+                "sparsity weight", min_value=0.0, value=m.a_sp, format="%.4f", key="train_a_sp"
             ),
-            "hidden": cols[3].number_input("hidden width", min_value=4, value=_default(m, "hidden"), key="train_hidden"),
-            "depth": cols[4].number_input("hidden layers", min_value=1, max_value=8, value=_default(m, "depth"), key="train_depth"),
+            "hidden": cols[3].number_input("hidden width", min_value=4, value=m.hidden, key="train_hidden"),
+            "depth": cols[4].number_input("hidden layers", min_value=1, max_value=8, value=m.depth, key="train_depth"),
         }
     names = record.modality_names
     if st.session_state.get("train_order_dataset") != record.id:
@@ -142,9 +138,9 @@ def _settings(record):
     cols = st.columns(5)
     hardware = _hardware()
     train = {
-        "epochs": cols[0].number_input("epochs", min_value=1, max_value=100_000, value=_default(t, "epochs"), key="train_epochs"),
-        "batch_size": cols[1].number_input("batch size", min_value=2, value=_default(t, "batch_size"), key="train_batch"),
-        "lr": cols[2].number_input("learning rate", min_value=1e-6, value=_default(t, "lr"), format="%.4f", key="train_lr"),
+        "epochs": cols[0].number_input("epochs", min_value=1, max_value=100_000, value=t.epochs, key="train_epochs"),
+        "batch_size": cols[1].number_input("batch size", min_value=2, value=t.batch_size, key="train_batch"),
+        "lr": cols[2].number_input("learning rate", min_value=1e-6, value=t.lr, format="%.4f", key="train_lr"),
         "device": cols[3].selectbox("device", ["auto", "cpu", "cuda"], key="train_device"),
     }
     seeds_text = cols[4].text_input("seeds", value="0", key="train_seeds", help="several seeds: 0, 1, 2 or 0-4")
