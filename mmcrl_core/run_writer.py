@@ -119,8 +119,8 @@ def build_manifest(
         },
         "graph_readout": {
             "rule": result.readout.get("rule", ""),
-            "threshold": result.readout.get("edge_rule", spec.model.edge_rule),
-            "kind": "relative",
+            "threshold": result.readout.get("threshold"),
+            "kind": result.readout.get("kind", "absolute"),
         },
     }
     if extra:

@@ -7,8 +7,10 @@ rows, and reports progress through a callback; it touches no files and no store.
 Graph read-out (decided before seeing results, METHOD 3b): refit a fresh causal flow on the
 standardised posterior-mean latents with a group lasso (ModelConfig.refit_penalty) on every allowed
 edge; edge strength = path norm of the edge in its child's conditioner (CausalFlow.edge_strengths);
-- keep a cross-modal edge j -> i when its strength > edge_rule x the strongest cross-modal edge;
-- keep a within-modality edge when its strength > edge_rule x the strongest within-modality edge.
+keep an edge when its strength > ModelConfig.edge_threshold (an absolute bar: the latents are
+standardised, so strengths compare across data sets and one strong edge does not hide weaker true
+ones). With ModelConfig.edge_rule set, the older relative rule instead: keep an edge when its
+strength > edge_rule x the strongest edge of its kind (cross-modal / within-modality).
 Within-modality edges are reported for completeness only: the method does not promise them
 (latents are identified up to a permutation inside a modality).
 """
@@ -216,21 +218,24 @@ def read_out_graph(
     cross = model.cross_modal.cpu().numpy()
     within = allowed.cpu().numpy() & ~cross
     adjacency = np.zeros_like(strengths)
-    for which in (cross, within):
-        if which.any():
-            top = strengths[which].max()
-            keep = which & (strengths > cfg.edge_rule * top) & (top > 0)
-            adjacency[keep] = strengths[keep]
-    info = {
-        "rule": (
-            f"refit causal flow on standardised posterior-mean latents ({cfg.refit_steps} steps, group lasso "
-            f"{cfg.refit_penalty} on all edges); keep a cross-modal edge when strength > {cfg.edge_rule} x the "
-            f"strongest cross-modal edge, a within-modality edge when > {cfg.edge_rule} x the strongest "
-            "within-modality edge"
-        ),
-        "edge_rule": cfg.edge_rule,
-        "refit_nll": nll,
-    }
+    refit = (f"refit causal flow on standardised posterior-mean latents ({cfg.refit_steps} steps, group lasso "
+             f"{cfg.refit_penalty} on all edges)")
+    if cfg.edge_rule is None:
+        keep = allowed.cpu().numpy() & (strengths > cfg.edge_threshold)
+        adjacency[keep] = strengths[keep]
+        info = {"rule": f"{refit}; keep an edge when strength > {cfg.edge_threshold}",
+                "kind": "absolute", "threshold": cfg.edge_threshold}
+    else:
+        for which in (cross, within):
+            if which.any():
+                top = strengths[which].max()
+                keep = which & (strengths > cfg.edge_rule * top) & (top > 0)
+                adjacency[keep] = strengths[keep]
+        info = {"rule": f"{refit}; keep a cross-modal edge when strength > {cfg.edge_rule} x the strongest "
+                        f"cross-modal edge, a within-modality edge when > {cfg.edge_rule} x the strongest "
+                        "within-modality edge",
+                "kind": "relative", "threshold": cfg.edge_rule}
+    info["refit_nll"] = nll
     return strengths, adjacency, info
 
 

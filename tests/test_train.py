@@ -9,7 +9,7 @@ from mmcrl_core.config import ModalitySpec, ModelConfig, RunSpec, TrainConfig
 from mmcrl_core.metrics import graph_scores, mcc_by_modality
 from mmcrl_core.model import refit_flow
 from mmcrl_core.simulate import simulate
-from mmcrl_core.train import fit, fit_seeds, select_best, split_rows
+from mmcrl_core.train import fit, fit_seeds, read_out_graph, select_best, split_rows
 
 SMALL_MODEL = ModelConfig(hidden=16, depth=1, flow_hidden=4, refit_steps=50)
 
@@ -82,6 +82,31 @@ def test_best_validation_weights_are_restored():
     batches = _Batches([_tiny_data()["a"], _tiny_data()["b"]], torch.device("cpu"))
     again = _evaluate(result.model, batches, result.val_index, seed=0)
     assert again["loss"] == pytest.approx(result.best_val_loss, rel=1e-5)
+
+
+def test_read_out_keeps_every_edge_over_the_absolute_threshold_however_strong_the_strongest():
+    """Planted latents a:1 -> b:1 (strong), a:2 -> b:1 (weaker, still real), a:1, a:2 independent.
+    The absolute rule keeps both real edges; the legacy relative rule (old runs' specs carry it)
+    lets the strong edge hide the weaker one: the case3 failure that made the rule absolute."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3000, 2))
+    b = 2.0 * a[:, :1] + 0.5 * a[:, 1:] + 0.4 * rng.standard_normal((3000, 1))
+    latents = np.c_[a, b].astype(np.float32)
+    spec = _tiny_spec(epochs=1).model_copy(update={"model": SMALL_MODEL.model_copy(update={"flow_hidden": 8,
+                                                                                           "refit_steps": 400})})
+    model = fit(_tiny_data(), spec).model  # only its latent layout (a: 2, b: 1) matters here
+    strengths, adjacency, info = read_out_graph(model, latents, spec, torch.device("cpu"))
+    assert strengths[0, 2] > strengths[1, 2] > spec.model.edge_threshold > strengths[0, 1]
+    assert info["kind"] == "absolute" and info["threshold"] == spec.model.edge_threshold
+    np.testing.assert_array_equal(adjacency != 0, [[False, False, True], [False, False, True], [False] * 3])
+    np.testing.assert_array_equal(adjacency[adjacency != 0], strengths[adjacency != 0])
+
+    legacy = RunSpec.model_validate({**spec.model_dump(), "model": {**spec.model.model_dump(), "edge_rule": 0.6}})
+    _, relative, info = read_out_graph(model, latents, legacy, torch.device("cpu"))
+    assert info["kind"] == "relative"
+    # a:2 -> b:1 hidden by the strong edge; the independent pair a:1 -> a:2 kept, as the strongest (only)
+    # within-modality edge, however weak
+    np.testing.assert_array_equal(relative != 0, [[False, True, True], [False] * 3, [False] * 3])
 
 
 def test_fit_seeds_share_one_split_and_select_best_takes_the_lowest_val_loss():

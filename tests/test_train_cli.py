@@ -59,12 +59,15 @@ def test_train_writes_the_whole_run_folder(run_dir, sim_dir):
     assert set(manifest["data_sha256"]) == {"m1", "m2"}
     assert {"torch", "numpy", "pandas", "mmcrl"} <= set(manifest["versions"])
     assert manifest["metrics"]["best_val_loss"] > -np.inf
-    assert "rule" in manifest["graph_readout"]
+    readout = manifest["graph_readout"]
+    assert "rule" in readout and readout["kind"] == "absolute"
+    assert readout["threshold"] == manifest["spec"]["model"]["edge_threshold"]
     latents = rf.read_latents(run_dir)
     assert list(latents.columns) == ["m1:1", "m1:2", "m2:1"]
     assert latents.index.name == "subject_id" and len(latents) == 200
     edges = rf.read_edges(run_dir)
     assert list(edges.columns) == rf.EDGE_COLUMNS
+    assert (edges["weight"] > readout["threshold"]).all()
     state = torch.load(run_dir / rf.MODEL, weights_only=True)
     assert any(key.startswith("flow.") for key in state)
     history = pd.read_csv(run_dir / rf.HISTORY)
