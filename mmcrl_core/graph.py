@@ -50,7 +50,7 @@ class RunInfo:
     labels: dict = field(default_factory=dict)
     readout_rule: str = ""
     readout_threshold: float | None = None
-    readout_kind: str = "absolute"  # "relative": threshold x the strongest edge (run_writer's rule)
+    readout_kind: str = "absolute"  # "relative": threshold x the strongest edge (runs before edge_threshold)
     group_id: str = ""
 
     def absolute_threshold(self, strongest: float) -> float | None:

@@ -107,7 +107,8 @@ def make_run_folder(
         "group_id": group_id,
         "config_hash": spec.config_hash(),
         "seed": seed,
-        # as run_writer writes it: a threshold relative to the strongest edge
+        # as run_writer wrote it before edge_threshold (runs saved then must keep loading): a threshold
+        # relative to the strongest edge
         "graph_readout": {"rule": "strength > 0.25 x strongest edge", "threshold": 0.25, "kind": "relative"},
     }
     rf.write_json(out / rf.MANIFEST, manifest)
