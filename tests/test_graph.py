@@ -183,7 +183,8 @@ def test_a_real_tiny_run(tmp_path):
     graph = learned_graph(run_dir)
     edges = rf.read_edges(run_dir)
     assert set(graph.edges) == set(zip(edges.source, edges.target))
-    assert graph.graph["run_id"] == "tiny-run" and graph.graph["threshold_kind"] == "relative"
+    assert graph.graph["run_id"] == "tiny-run" and graph.graph["threshold_kind"] == "absolute"
+    assert graph.graph["threshold"] == pytest.approx(rf.read_manifest(run_dir)["spec"]["model"]["edge_threshold"])
     written = nx.read_graphml(run_dir / rf.GRAPH_FILES["graphml"])
     assert set(written.edges) == set(graph.edges) and written.graph["run_id"] == "tiny-run"
     assert all(graph.nodes[s]["tier"] <= graph.nodes[t]["tier"] for s, t in graph.edges)
