@@ -51,13 +51,28 @@ def test_every_setting_respects_its_graph_contract(name):
     block = _block(data)
     assert every_modality_has_cross_edge(adjacency, block)
     assert np.all(np.diag(adjacency) == 0)
-    if data.settings.enforce_sparsity_condition and data.settings.cyclic == "none":
+    if data.settings.enforce_sparsity_condition and data.settings.cyclic in ("none", "within"):
         assert satisfies_sparsity_condition(adjacency, block)
         assert data.sparsity_condition
     assert is_acyclic(adjacency) == (data.settings.cyclic == "none")
     cross = block[:, None] != block[None, :]
     if data.settings.cyclic != "across":  # cross-modal edges follow the modality order
         assert not np.any(np.tril(adjacency * cross))
+
+
+def test_within_cycles_go_only_where_they_keep_the_latents_identifiable():
+    kept = simulate("cyclic_within", seed=0, n=200)
+    adjacency, block = kept.adjacency.to_numpy(), _block(kept)
+    within = (block[:, None] == block[None, :]) & (adjacency != 0)
+    first, last = block == block[0], block == block[-1]
+    assert within[np.ix_(first, first)].sum() >= first.sum()  # the first modality's cycle
+    assert not within[np.ix_(last, last)].any()  # none among latents without cross-modal children
+    assert kept.sparsity_condition and not is_acyclic(adjacency)
+
+    settings = kept.settings.model_copy(update={"enforce_sparsity_condition": False})
+    every = simulate(settings, seed=0, n=200)
+    assert (every.adjacency.to_numpy()[np.ix_(last, last)] != 0).any()
+    assert not every.sparsity_condition
 
 
 def test_sparsity_ablation_gets_denser():
